@@ -1,0 +1,90 @@
+"""One place for every setting: environment variables with local defaults.
+
+Each setting is read when asked for (not at import), so tests and the CLI can
+point a process somewhere else just by setting the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The project checkout (the folder holding pyproject.toml).
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: Every variable the platform reads, with its default and what it is for.
+#: `osr config` prints this table with the values in force.
+SETTINGS: dict[str, tuple[str, str]] = {
+    "OSR_HOME": (str(PROJECT_ROOT / "var"), "runtime folder: data, logs, pid files, reports (ignored by git)"),
+    "OSR_DUCKDB_PATH": ("{OSR_HOME}/osr.duckdb", "the DuckDB store (single writer: the sink or a batch task)"),
+    "OSR_SNAPSHOT_DIR": ("{OSR_HOME}/snapshots", "published model / reference snapshots the stream loads"),
+    "OSR_REPORTS_DIR": ("{OSR_HOME}/reports", "data-quality reports (Great Expectations Data Docs) and run summaries"),
+    "OSR_LOG_DIR": ("{OSR_HOME}/log", "service and worker logs"),
+    "OSR_RUN_DIR": ("{OSR_HOME}/run", "pid files of the services this project started"),
+    "OSR_BROKER": ("kafka", "which local broker `osr services up` starts: kafka (Apache Kafka 4, KRaft), tansu, or external (start nothing)"),
+    "OSR_KAFKA_BOOTSTRAP": ("127.0.0.1:9092", "bootstrap servers of the Kafka-compatible broker"),
+    "OSR_KAFKA_CONTROLLER_PORT": ("9093", "KRaft controller port of the local Apache Kafka broker"),
+    "OSR_KAFKA_HOME": ("{OSR_HOME}/kafka", "where the local Apache Kafka jars and log dirs live"),
+    "OSR_KAFKA_LIBS": ("{OSR_KAFKA_HOME}/libs", "Apache Kafka jars fetched by Maven (kept apart from broker data so tests reuse them)"),
+    "OSR_KAFKA_HEAP": ("-Xms256m -Xmx512m", "JVM heap flags of the local Apache Kafka broker"),
+    "OSR_SERVICE_TIMEOUT": ("90", "seconds `osr services up` waits for a service to answer before failing"),
+    "OSR_TOPIC_PARTITIONS": ("4", "partitions of every stream topic (Faust's topic_partitions matches it)"),
+    "OSR_TOPIC_PREFIX": ("", "prefix added to every topic name (lets tests and runs share one broker)"),
+    "OSR_FAUST_APP_ID": ("osr-stream", "Faust application id (consumer group and changelog topic prefix)"),
+    "OSR_FAUST_WEB_PORT": ("6066", "Faust worker web port"),
+    "OSR_AIRFLOW_HOME": ("{OSR_HOME}/airflow", "AIRFLOW_HOME for the local Airflow"),
+    "OSR_AIRFLOW_PORT": ("8080", "port of the local Airflow UI / API server"),
+    "OSR_DASK_SCHEDULER": ("", "address of a Dask scheduler (tcp://host:8786); empty = start a LocalCluster"),
+    "OSR_DASK_WORKERS": ("2", "workers of the LocalCluster when no scheduler address is given"),
+    "OSR_DASK_PORT": ("8786", "port of the Dask scheduler `osr services up --only dask` starts on 127.0.0.1"),
+}
+
+
+def get(name: str) -> str:
+    """Value of one setting: the environment wins, else the default (with {OSR_HOME}-style references expanded)."""
+    if name not in SETTINGS:
+        raise KeyError(f"unknown setting {name!r}; known: {', '.join(sorted(SETTINGS))}")
+    raw = os.environ.get(name)
+    if raw is None:
+        raw = SETTINGS[name][0]
+    if "{" in raw:
+        raw = raw.format(**{k: get(k) for k in SETTINGS if "{" + k + "}" in raw})
+    return raw
+
+
+def path(name: str, create: bool = False) -> Path:
+    """A setting that names a path; `create` makes the folder (or the file's parent folder)."""
+    p = Path(get(name))
+    if create:
+        (p if not p.suffix else p.parent).mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def topic(name: str) -> str:
+    """Full topic name with the configured prefix."""
+    return get("OSR_TOPIC_PREFIX") + name
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every stream topic, pre-created before any worker or checker subscribes (see STACK-NOTES)."""
+
+    sensor_raw: str = "sensor.raw"
+    sensor_filtered: str = "sensor.filtered"
+    sensor_deadletter: str = "sensor.deadletter"
+    state_features: str = "state.features"
+    osr_scores: str = "osr.scores"
+    notifications: str = "notifications"
+    control_models: str = "control.models"
+    profiles_raw: str = "profiles.raw"
+    profiles_updates: str = "profiles.updates"
+    control_routing: str = "control.routing"
+    qos_predictions: str = "qos.predictions"
+    ops_capacity: str = "ops.capacity"
+
+    def all(self) -> list[str]:
+        return [topic(v) for v in self.__dict__.values()]
+
+
+TOPICS = Topics()

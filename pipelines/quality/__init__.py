@@ -1,0 +1,1 @@
+"""Data-quality gates (Great Expectations) that guard every hand-off."""

@@ -1,0 +1,1 @@
+"""The DuckDB feature / recommendation store: connection, migrations, idempotent writes."""
