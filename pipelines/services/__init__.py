@@ -1,0 +1,6 @@
+"""Local services the platform runs on — a Kafka-compatible broker, topics, Airflow, Dask — installed,
+started, checked and stopped by the project's own code (see infra/README.md).
+
+Modules: processes (pid-file discipline), kafka_local, tansu_local, broker (OSR_BROKER dispatch),
+topics, airflow_local, dask_cluster, cli (`osr services` / `osr topics`).
+"""
