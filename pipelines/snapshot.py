@@ -1,0 +1,137 @@
+"""Published model snapshots: what the stream loads, without ever opening DuckDB.
+
+A snapshot is a folder OSR_SNAPSHOT_DIR/<model_id>/ of Parquet files, a LightGBM
+model and meta.json; the file OSR_SNAPSHOT_DIR/LIVE names the live one and is
+replaced atomically, so a reader sees the old snapshot or the new, never half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines import config
+
+TABLES = ("topn", "items", "users", "stores", "rules", "preferences")
+
+
+def snapshot_root() -> Path:
+    return config.path("OSR_SNAPSHOT_DIR", create=True)
+
+
+def write_snapshot(model_id: str, tables: dict[str, pd.DataFrame], propensity_model: str, meta: dict,
+                   root: Path | None = None) -> Path:
+    """Write a complete snapshot folder (not yet live)."""
+    missing = set(TABLES) - set(tables)
+    if missing:
+        raise ValueError(f"snapshot {model_id} lacks tables {sorted(missing)}")
+    folder = (root or snapshot_root()) / model_id
+    tmp = folder.with_name(folder.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in TABLES:
+        tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
+    (tmp / "propensity.txt").write_text(propensity_model)
+    (tmp / "meta.json").write_text(json.dumps({**meta, "model_id": model_id}, indent=2, default=str))
+    if folder.exists():
+        raise FileExistsError(f"snapshot {folder} already exists; model ids are never reused")
+    tmp.rename(folder)
+    return folder
+
+
+def set_live(model_id: str, root: Path | None = None) -> None:
+    """Make `model_id` the snapshot the stream serves (atomic rename of the LIVE pointer)."""
+    root = root or snapshot_root()
+    if not (root / model_id / "meta.json").exists():
+        raise FileNotFoundError(f"no complete snapshot {model_id} under {root}")
+    tmp = root / "LIVE.tmp"
+    tmp.write_text(model_id)
+    os.replace(tmp, root / "LIVE")
+
+
+def live_model_id(root: Path | None = None) -> str | None:
+    f = (root or snapshot_root()) / "LIVE"
+    return f.read_text().strip() if f.exists() else None
+
+
+@dataclass
+class Snapshot:
+    """A loaded snapshot, indexed for per-event lookups."""
+
+    model_id: str
+    meta: dict
+    items: pd.DataFrame
+    users: dict[str, dict]
+    stores_xy: np.ndarray
+    topn: dict[str, tuple[np.ndarray, np.ndarray]]  # user_id -> (item_ids, preference in [0, 1])
+    popular: tuple[np.ndarray, np.ndarray]  # fallback candidates for people without a top-N
+    booster: object
+    rules: pd.DataFrame
+    preferences: dict[str, dict]
+    folder: Path = field(default=None)
+
+    @property
+    def raw_range(self) -> tuple[float, float]:
+        return float(self.meta["raw_min"]), float(self.meta["raw_max"])
+
+
+def load_snapshot(model_id: str | None = None, root: Path | None = None) -> Snapshot:
+    """Load `model_id` (default: the live one)."""
+    import lightgbm as lgb
+
+    root = root or snapshot_root()
+    model_id = model_id or live_model_id(root)
+    if not model_id:
+        raise FileNotFoundError(f"no live snapshot under {root}: run the nightly batch (`osr nightly`) first")
+    folder = root / model_id
+    meta = json.loads((folder / "meta.json").read_text())
+    t = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+    topn = {}
+    for uid, g in t["topn"].sort_values(["user_id", "rank"]).groupby("user_id", sort=False):
+        topn[uid] = (g.item_id.to_numpy(), g.preference.to_numpy(dtype=float))
+    pop = t["items"].sort_values("popularity", ascending=False).head(int(meta.get("top_n", 10)))
+    pmax = max(float(pop.popularity.max()), 1e-9) if len(pop) else 1.0
+    popular = (pop.item_id.to_numpy(), pop.popularity.to_numpy(dtype=float) / pmax)
+    booster = lgb.Booster(model_str=(folder / "propensity.txt").read_text())
+    return Snapshot(
+        model_id=model_id,
+        meta=meta,
+        items=t["items"].set_index("item_id"),
+        users=t["users"].set_index("user_id").to_dict("index"),
+        stores_xy=t["stores"][["x", "y"]].to_numpy(dtype=float),
+        topn=topn,
+        popular=popular,
+        booster=booster,
+        rules=t["rules"],
+        preferences=t["preferences"].set_index("user_id").to_dict("index"),
+        folder=folder,
+    )
+
+
+class LiveSnapshot:
+    """The live snapshot for a long-running reader: re-reads LIVE at most every `check_every_s`
+    seconds (or when told to by `refresh(force=True)`, e.g. on a control-topic message)."""
+
+    def __init__(self, root: Path | None = None, check_every_s: float = 5.0):
+        import time
+
+        self._time = time.monotonic
+        self.root = root
+        self.check_every_s = check_every_s
+        self._snap: Snapshot | None = None
+        self._checked = -1e9
+
+    def refresh(self, force: bool = False) -> Snapshot:
+        now = self._time()
+        if force or self._snap is None or now - self._checked >= self.check_every_s:
+            self._checked = now
+            live = live_model_id(self.root)
+            if live and (self._snap is None or live != self._snap.model_id):
+                self._snap = load_snapshot(live, self.root)
+        if self._snap is None:
+            raise FileNotFoundError("no live snapshot yet: run the nightly batch (`osr nightly`) first")
+        return self._snap
