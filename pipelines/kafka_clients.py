@@ -1,0 +1,46 @@
+"""confluent-kafka settings shared by every non-Faust client (producer, sink, checkers).
+
+Why: group joins take ~23 s with librdkafka's default session timeout on tansu
+(~3.5 s at 6 s), and keys must land on the partitions Faust (aiokafka, murmur2 like
+the Java client) would choose, so the Faust tables stay co-partitioned with input.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pipelines import config
+
+
+def producer_config(**extra) -> dict:
+    return {
+        "bootstrap.servers": config.get("OSR_KAFKA_BOOTSTRAP"),
+        "partitioner": "murmur2_random",
+        "linger.ms": 20,
+        "enable.idempotence": True,
+        **extra,
+    }
+
+
+def consumer_config(group_id: str, auto_commit: bool = False, **extra) -> dict:
+    return {
+        "bootstrap.servers": config.get("OSR_KAFKA_BOOTSTRAP"),
+        "group.id": group_id,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": auto_commit,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "topic.metadata.refresh.interval.ms": 5000,
+        **extra,
+    }
+
+
+def announce_model(model_id: str, snapshot_path: str, timeout: float = 10.0) -> None:
+    """Tell the stream a new snapshot is live (the score agents reload it)."""
+    from confluent_kafka import Producer
+
+    p = Producer(producer_config())
+    p.produce(config.topic(config.TOPICS.control_models), key=b"live",
+              value=json.dumps({"model_id": model_id, "snapshot": snapshot_path}).encode())
+    if p.flush(timeout) > 0:
+        raise RuntimeError(f"could not announce model {model_id} on the control topic within {timeout} s")

@@ -1,0 +1,228 @@
+"""The embedded default, end to end: store, population, nightly batch, broker, Faust
+worker, sink, a streamed day of sensor uploads, and a summary of what came out.
+
+Each step prints what it is doing; services this run started are stopped at the end
+(or on Ctrl-C), services that were already running are left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from pipelines import config, nightly
+from pipelines import population as P
+from pipelines.lag import group_lag
+from pipelines.population_store import load_population
+from pipelines.producer import produce_population
+from pipelines.services import broker, topics
+from pipelines.services.processes import Service, ServiceError, port_open, wait_until
+from pipelines.store.db import connect, migrate, run_sql_file
+
+class FaustWorkerService(Service):
+    """A Faust worker renames its process (setproctitle) to
+    "[Faust:Worker] -<state>- <app id> -p <port> <datadir>", so it is ours when either the
+    launch command line or that title (with this home's datadir) matches."""
+
+    def matches(self, pid: int, started: float | None = None) -> bool:
+        if super().matches(pid, started):
+            return True
+        titled = Service(self.name, ("[Faust:Worker]", str(config.path("OSR_HOME") / "faust")))
+        return titled.matches(pid, started)
+
+
+FAUST_WORKER = FaustWorkerService("faust-worker", ("faust", "streams.app", "worker"))
+SINK = Service("sink", ("pipelines.cli", "sink"))
+SINK_GROUP = "osr-sink"
+
+
+def say(msg: str) -> None:
+    print(f"[osr {datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+def start_worker() -> int:
+    """A real Faust worker for streams.app, logging to OSR_LOG_DIR/faust-worker.log."""
+    exe = str(config.PROJECT_ROOT / ".venv" / "bin" / "faust")
+    if not (config.PROJECT_ROOT / ".venv" / "bin" / "faust").exists():
+        exe = "faust"
+    port = int(config.get("OSR_FAUST_WEB_PORT"))
+    if port_open("127.0.0.1", port):
+        raise ServiceError(f"port {port} (OSR_FAUST_WEB_PORT) is taken, by another Faust worker perhaps "
+                           "(`pgrep -af Faust:Worker`); stop it or choose another port")
+    argv = [exe, "-A", "streams.app", "worker", "-l", "info",
+            "--web-host", "127.0.0.1", "--web-port", config.get("OSR_FAUST_WEB_PORT")]
+    return FAUST_WORKER.start(argv, cwd=config.path("OSR_HOME", create=True))
+
+
+def wait_worker_ready(timeout: float = 120.0, progress=say) -> None:
+    """Block until the worker logs "Worker ready"; fail with the log's tail if it dies first
+    (e.g. its web port is taken) rather than let the run wait on a stream nobody reads."""
+    log = FAUST_WORKER.log_file
+    start_size = log.stat().st_size if log.exists() else 0
+
+    def ready() -> bool:
+        if FAUST_WORKER.running_pid() is None:
+            tail = log.read_text(errors="replace")[start_size:][-1500:] if log.exists() else ""
+            raise ServiceError(f"the Faust worker exited during start-up; end of {log}:\n{tail}")
+        with open(log, "rb") as f:
+            f.seek(start_size)
+            return b"Worker ready" in f.read()
+
+    wait_until(ready, "Faust worker", timeout, progress=progress)
+
+
+def start_sink() -> int:
+    return SINK.start([sys.executable, "-m", "pipelines.cli", "sink"], cwd=config.PROJECT_ROOT)
+
+
+def stream_groups() -> dict[str, list[str]]:
+    """Every consumer group of the stream and the topics it must drain."""
+    t, q = config.TOPICS, config.topic
+    return {
+        config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw), q(t.sensor_filtered), q(t.state_features),
+                                         q(t.osr_scores)],
+        SINK_GROUP: [q(t.state_features), q(t.osr_scores), q(t.notifications), q(t.sensor_deadletter)],
+    }
+
+
+def wait_drained(timeout: float, progress=say, every: float = 5.0) -> dict:
+    """Wait until every group has committed everything on its topics (two checks in a row, so a
+    message in flight between two agents is not mistaken for the end)."""
+    deadline = time.monotonic() + timeout
+    last_print, clean = 0.0, 0
+    while True:
+        lags = {g: group_lag(g, ts) for g, ts in stream_groups().items()}
+        pending = sum(sum(v.values()) for v in lags.values())
+        clean = clean + 1 if pending == 0 else 0
+        if clean >= 2:
+            return lags
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"stream not drained after {timeout:.0f} s; lag per group/topic: {lags}")
+        if now - last_print >= every:
+            progress("waiting for the stream to drain: " + ", ".join(
+                f"{topic} {n}" for g in lags.values() for topic, n in g.items() if n) if pending else
+                "stream drained; confirming")
+            last_print = now
+        time.sleep(1.0)
+
+
+@dataclass
+class DemoReport:
+    run_id: str
+    produced: dict = field(default_factory=dict)
+    nightly: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    top_notifications: list = field(default_factory=list)
+    seconds: dict = field(default_factory=dict)
+
+
+def summarize(run_id: str) -> tuple[dict, list]:
+    con = connect(read_only=True)
+    try:
+        counts = run_sql_file(con, "stream_reconciliation").iloc[0].to_dict()
+        top = run_sql_file(con, "top_notifications").head(10).to_dict("records")
+    finally:
+        con.close()
+    return {k: (int(v) if v is not None and float(v).is_integer() else v) for k, v in counts.items()}, top
+
+
+def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_timeout: float = 600.0,
+             keep_services: bool = False) -> DemoReport:
+    run_id = f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
+    rep = DemoReport(run_id)
+    t0 = time.monotonic()
+    started_broker = False
+    try:
+        say(f"store: {config.get('OSR_DUCKDB_PATH')}")
+        con = connect()
+        applied = migrate(con)
+        say(f"migrations applied: {applied or 'none (up to date)'}")
+        say(f"generating a population of {params.n_users} people, {params.n_items} items (seed {params.seed})")
+        pop = P.generate(params)
+        counts = load_population(con, pop, progress=lambda k: say(f"  backfilled features of {k} history uploads"))
+        con.close()
+        say("loaded: " + ", ".join(f"{t} +{n}" for t, n in counts.items()))
+        rep.seconds["population"] = round(time.monotonic() - t0, 1)
+
+        t = time.monotonic()
+        say("nightly batch: gate inputs -> ALS -> propensity -> snapshot -> gate outputs -> publish")
+        rep.nightly = nightly.run_all()
+        say(f"live model {rep.nightly['model_id']} (propensity AUC {rep.nightly['propensity']['auc']:.3f})")
+        rep.seconds["nightly"] = round(time.monotonic() - t, 1)
+
+        t = time.monotonic()
+        status = broker.status()
+        if status.get("state") != "up":
+            say(f"starting the {broker.kind()} broker at {config.get('OSR_KAFKA_BOOTSTRAP')}")
+            broker.start(progress=lambda m: say("  " + m))
+            started_broker = broker.kind() != "external"
+        topics.create_topics()
+        say(f"topics ready ({int(config.get('OSR_TOPIC_PARTITIONS'))} partitions each)")
+        start_sink()
+        start_worker()
+        wait_worker_ready(progress=lambda m: say("  " + m))
+        say(f"Faust worker and sink started (logs in {config.get('OSR_LOG_DIR')})")
+        rep.seconds["services"] = round(time.monotonic() - t, 1)
+
+        t = time.monotonic()
+        say(f"streaming {params.stream_contexts_per_user} moments per person through sensor.raw "
+            f"({malformed_share:.0%} deliberately malformed)")
+        produced = produce_population(pop, malformed_share,
+                                      on_progress=lambda r: say(f"  sent {r.total} uploads"), progress_every=1000)
+        rep.produced = {"valid": produced.valid, "malformed": produced.malformed, "total": produced.total}
+        say(f"sent {produced.total} uploads; waiting for the worker and the sink")
+        wait_drained(drain_timeout)
+        rep.seconds["stream"] = round(time.monotonic() - t, 1)
+    finally:
+        say("sink: " + SINK.stop(60))
+        say("Faust worker: " + FAUST_WORKER.stop(60))
+        if started_broker and not keep_services:
+            say("broker: " + broker.stop())
+    rep.counts, rep.top_notifications = summarize(run_id)
+    rep.seconds["total"] = round(time.monotonic() - t0, 1)
+    con = connect()
+    try:
+        migrate(con)
+        con.execute("INSERT INTO ops.runs VALUES (?, 'demo', now() - to_seconds(?), now(), 'ok', ?)",
+                    [run_id, rep.seconds["total"], json.dumps({"produced": rep.produced, "counts": rep.counts,
+                                                               "model_id": rep.nightly.get("model_id")},
+                                                              default=str)])
+    finally:
+        con.close()
+    return rep
+
+
+def print_summary(rep: DemoReport) -> None:
+    c = rep.counts
+    print()
+    print("=" * 72)
+    print(f"OSR demo run {rep.run_id} finished in {rep.seconds.get('total')} s "
+          f"(population {rep.seconds.get('population')} s, nightly {rep.seconds.get('nightly')} s, "
+          f"stream {rep.seconds.get('stream')} s)")
+    print(f"  uploads in            {rep.produced.get('total')} ({rep.produced.get('malformed')} malformed on purpose)")
+    print(f"  dead-lettered         {c.get('deadlettered')}")
+    print(f"  feature rows          {c.get('features')}")
+    print(f"  reconciliation        in {rep.produced.get('total')} = processed {c.get('features')} "
+          f"+ dead-lettered {c.get('deadlettered')}: "
+          f"{'OK' if rep.produced.get('total') == c.get('features', 0) + c.get('deadlettered', 0) else 'MISMATCH'}")
+    print(f"  OSR scores (CRM)      {c.get('scores')} for {c.get('scored_events')} moments")
+    print(f"  notifications         {c.get('notifications')} to {c.get('notified_people')} people")
+    print(f"  live model            {rep.nightly.get('model_id')}")
+    if rep.top_notifications:
+        print("  top notifications (true state from the generator):")
+        for n in rep.top_notifications:
+            print(f"    {n['ts']:%H:%M} {n['user_id']} <- {n['item_id']} ({n['category']}) "
+                  f"score {n['osr_score']:.3f} while {n['true_state']}")
+    print("Where to look:")
+    print(f"  DuckDB store   {config.get('OSR_DUCKDB_PATH')}   (try: osr query notifications_by_state)")
+    print(f"  quality        {config.path('OSR_REPORTS_DIR') / 'data_docs' / 'index.html'}")
+    print(f"  logs           {config.get('OSR_LOG_DIR')}")
+    print(f"  snapshots      {config.get('OSR_SNAPSHOT_DIR')}")
+    print("  Airflow UI     osr services up --only airflow  ->  http://127.0.0.1:"
+          f"{config.get('OSR_AIRFLOW_PORT')} (password: osr services status)")
+    print("=" * 72)

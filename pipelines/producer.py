@@ -1,0 +1,99 @@
+"""Streams a population's sensor uploads into sensor.raw, with a share of malformed ones.
+
+Why malformed on purpose: the dead-letter path is part of the product, and the
+reconciliation (in = processed + dead-lettered) only means something when both
+sides are non-empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipelines import config
+from pipelines.kafka_clients import producer_config
+from pipelines.population import Population, sensor_events
+
+#: The ways a device or a buggy client breaks an upload; each must be dead-lettered.
+CORRUPTIONS = ("not_json", "missing_field", "length_mismatch", "non_finite", "hr_out_of_range",
+               "ts_not_increasing", "wrong_device_type", "json_array")
+
+
+def corrupt(event: dict, kind: str) -> bytes:
+    """A broken version of a valid upload."""
+    e = json.loads(json.dumps(event))
+    if kind == "not_json":
+        return json.dumps(e).encode()[: 40] + b"\xff{{"
+    if kind == "missing_field":
+        e.pop("x")
+    elif kind == "length_mismatch":
+        e["y"] = e["y"][:-3]
+    elif kind == "non_finite":
+        e["acc"][len(e["acc"]) // 2] = math.inf
+        return json.dumps(e, allow_nan=True).encode()
+    elif kind == "hr_out_of_range":
+        e["hr"] = [400.0] * len(e["ts"])
+    elif kind == "ts_not_increasing":
+        e["ts"][5], e["ts"][6] = e["ts"][6], e["ts"][5]
+    elif kind == "wrong_device_type":
+        e["device_type"] = "toaster"
+    elif kind == "json_array":
+        return json.dumps([e]).encode()
+    return json.dumps(e).encode()
+
+
+@dataclass
+class ProduceReport:
+    valid: int = 0
+    malformed: int = 0
+    by_corruption: dict[str, int] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return self.valid + self.malformed
+
+
+def produce_population(pop: Population, malformed_share: float = 0.02, seed: int = 11, limit: int | None = None,
+                       on_progress=None, progress_every: int = 500) -> ProduceReport:
+    """Send the stream split of `pop` to sensor.raw keyed by user id; returns what was sent."""
+    from confluent_kafka import Producer
+
+    rng = np.random.default_rng(seed)
+    producer = Producer(producer_config())
+    topic = config.topic(config.TOPICS.sensor_raw)
+    report = ProduceReport()
+    errors: list[str] = []
+
+    def delivered(err, msg):
+        if err is not None:
+            errors.append(str(err))
+
+    for k, (event, _truth) in enumerate(sensor_events(pop, "stream")):
+        if limit is not None and k >= limit:
+            break
+        if rng.random() < malformed_share:
+            kind = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
+            value = corrupt(event, kind)
+            report.malformed += 1
+            report.by_corruption[kind] = report.by_corruption.get(kind, 0) + 1
+        else:
+            value = json.dumps(event).encode()
+            report.valid += 1
+            report.event_ids.append(event["event_id"])
+        while True:
+            try:
+                producer.produce(topic, key=event["user_id"].encode(), value=value, on_delivery=delivered)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+        if on_progress and (k + 1) % progress_every == 0:
+            on_progress(report)
+    left = producer.flush(60)
+    if left or errors:
+        raise RuntimeError(f"{left} uploads undelivered, {len(errors)} delivery errors (first: {errors[:1]})")
+    return report

@@ -1,0 +1,1 @@
+"""The Faust stream app: thin agents that call `pipelines` functions."""

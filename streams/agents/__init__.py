@@ -1,0 +1,1 @@
+"""Agents grouped by domain: sensors (filter, features), scoring (OSR score, tuner), control."""
