@@ -1,0 +1,100 @@
+"""Unit-test fixtures: every test runs with OSR_HOME in its own tmp folder, and a tiny population."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipelines import config
+from pipelines.population import PopulationParams, generate
+
+#: Small enough that generating, filtering and loading it takes well under a second.
+TINY = PopulationParams(n_users=5, n_items=24, history_contexts_per_user=3, stream_contexts_per_user=2)
+
+
+@pytest.fixture(autouse=True)
+def osr_home(tmp_path, monkeypatch):
+    """Point every OSR_* path at a tmp folder, whatever the developer's shell exports."""
+    for name in config.SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "osr_home"
+    monkeypatch.setenv("OSR_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_params() -> PopulationParams:
+    return TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_pop():
+    """Generated once per session; tests must not mutate it."""
+    return generate(TINY)
+
+
+# --- a tiny model snapshot --------------------------------------------------
+
+#: Levels of the propensity model's categorical inputs.
+CATEGORIES = {"device_type": ["phone", "watch"], "category": ["coffee", "electronics", "lunch"],
+              "offer_type": ["bogo", "discount"]}
+
+
+@pytest.fixture(scope="session")
+def propensity_model_str() -> str:
+    """A small LightGBM model that learned: coffee sells (p ~ 0.9), everything else rarely (p ~ 0.05)."""
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.features import NUMERIC_FEATURES
+    from pipelines.scoring import model_frame
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({c: rng.uniform(0, 10, n) for c in NUMERIC_FEATURES})
+    df["device_type"] = rng.choice(CATEGORIES["device_type"], n)
+    df["category"] = rng.choice(CATEGORIES["category"], n)
+    df["price"] = rng.uniform(1, 50, n)
+    df["offer_type"] = rng.choice(CATEGORIES["offer_type"], n)
+    coffee = (df.category == "coffee").to_numpy()
+    y = np.where(coffee, rng.random(n) < 0.9, rng.random(n) < 0.05).astype(int)
+    model = lgb.LGBMClassifier(n_estimators=30, learning_rate=0.2, min_child_samples=5, verbose=-1, n_jobs=1,
+                               random_state=0)
+    model.fit(model_frame(df, CATEGORIES), y)
+    return model.booster_.model_to_string()
+
+
+@pytest.fixture
+def snapshot_tables():
+    """The six tables of a snapshot: u1 and u2 have top-N lists, everyone else gets popular items."""
+    import pandas as pd
+
+    from pipelines.tuner import DEFAULT_RULES
+
+    items = pd.DataFrame({
+        "item_id": ["i0", "i1", "i2", "i3", "i4", "i5"],
+        "category": ["coffee", "lunch", "electronics", "coffee", "lunch", "electronics"],
+        "price": [3.0, 12.0, 300.0, 4.0, 9.0, 120.0],
+        "offer_type": ["bogo", "discount", "discount", "bogo", "bogo", "discount"],
+        "popularity": [5.0, 1.0, 9.0, 0.0, 3.0, 7.0],
+    })
+    topn = pd.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u2", "u2"],
+        "rank": [1, 2, 3, 1, 2],
+        "item_id": ["i0", "i1", "i2", "i4", "i3"],
+        "score": [2.0, 1.0, 0.5, 0.8, 0.4],
+        "preference": [1.0, 0.5, 0.25, 1.0, 0.5],
+    })
+    users = pd.DataFrame({"user_id": ["u1", "u2"], "peak_hr": [190.0, 180.0], "home_x": [0.0, 10.0],
+                          "home_y": [0.0, 10.0], "work_x": [100.0, 200.0], "work_y": [100.0, 200.0]})
+    stores = pd.DataFrame({"store_id": ["s0", "s1"], "category": ["grocery", "lunch"], "x": [5.0, 50.0],
+                           "y": [5.0, 60.0]})
+    prefs = pd.DataFrame({"user_id": ["u1", "u2"], "opted_out": [False, True], "quiet_start_hour": [22, None],
+                          "quiet_end_hour": [7, None], "daily_cap": [3, 2]})
+    return {"topn": topn, "items": items, "users": users, "stores": stores, "rules": DEFAULT_RULES.copy(),
+            "preferences": prefs}
+
+
+@pytest.fixture
+def snapshot_meta():
+    return {"categories": CATEGORIES, "top_n": 3, "raw_min": 0.0, "raw_max": 1.0}
