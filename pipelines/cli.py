@@ -15,7 +15,7 @@ import sys
 from pipelines import config
 
 #: Modules that add their own subcommands through `register(subparsers)`.
-PLUGINS = ("pipelines.services.cli", "pipelines.qos.cli")
+PLUGINS = ("pipelines.services.cli", "pipelines.filtering.cli", "pipelines.qos.cli")
 
 
 def _population_args(p: argparse.ArgumentParser) -> None:

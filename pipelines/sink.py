@@ -65,16 +65,42 @@ class Route:
     table: str
     key: list[str]
     frame: object
+    required: tuple[str, ...] = ()  # fields that must be present and not null (the table's NOT NULL columns)
+    nested: str | None = None  # a list field whose every element must carry `nested_required`
+    nested_required: tuple[str, ...] = ()
+
+    def problem(self, value) -> str | None:
+        """Why `value` cannot be stored in this route's table, or None."""
+        if not isinstance(value, dict):
+            return f"expected a JSON object, got {type(value).__name__}"
+        missing = [f for f in self.required if value.get(f) is None]
+        if missing:
+            return f"missing {missing}"
+        if self.nested:
+            items = value.get(self.nested)
+            if not isinstance(items, list):
+                return f"{self.nested!r} is not a list"
+            for it in items:
+                if not isinstance(it, dict) or any(it.get(f) is None for f in self.nested_required):
+                    return f"an element of {self.nested!r} lacks one of {list(self.nested_required)}"
+        return None
 
 
 def routes() -> dict[str, Route]:
     """Topic -> (table, primary key, converter). Why here: one place says where each stream result lands."""
     t = config.TOPICS
     return {
-        config.topic(t.state_features): Route("features.state_features", ["event_id"], features_frame),
-        config.topic(t.osr_scores): Route("stream.osr_scores", ["score_id"], scores_frame),
-        config.topic(t.notifications): Route("stream.notifications", ["notification_id"], notifications_frame),
-        config.topic(t.sensor_deadletter): Route("stream.deadletter", ["deadletter_id"], deadletter_frame),
+        config.topic(t.state_features): Route(
+            "features.state_features", ["event_id"], features_frame,
+            ("event_id", "user_id", "device_id", "device_type", "ts", "source")),
+        config.topic(t.osr_scores): Route(
+            "stream.osr_scores", ["score_id"], scores_frame, ("event_id", "user_id", "ts", "model_id"),
+            "scores", ("item_id", "category", "preference", "propensity", "raw_score", "osr_score")),
+        config.topic(t.notifications): Route(
+            "stream.notifications", ["notification_id"], notifications_frame,
+            tuple(c for c in NOTIFICATION_COLUMNS)),
+        config.topic(t.sensor_deadletter): Route(
+            "stream.deadletter", ["deadletter_id"], deadletter_frame, ("source", "reason")),
     }
 
 
@@ -92,10 +118,15 @@ def write_batch(con, msgs, table_routes: dict[str, Route], stats: SinkStats) -> 
     bad = []
     for m in msgs:
         try:
-            by_topic.setdefault(m.topic(), []).append(json.loads(m.value()))
+            value = json.loads(m.value())
+            problem = table_routes[m.topic()].problem(value)
         except (TypeError, ValueError) as exc:
+            problem = f"not JSON: {exc}"
+        if problem is None:
+            by_topic.setdefault(m.topic(), []).append(value)
+        else:
             bad.append({"source": f"{m.topic()}:{m.partition()}:{m.offset()}", "event_id": None,
-                        "reason": f"sink could not decode a {m.topic()} message: {exc}",
+                        "reason": f"sink could not decode a {m.topic()} message: {problem}",
                         "payload": (m.value() or b"").decode("utf-8", "replace")[:10_000]})
     con.execute("BEGIN")
     try:

@@ -31,14 +31,14 @@ def write_snapshot(model_id: str, tables: dict[str, pd.DataFrame], propensity_mo
     if missing:
         raise ValueError(f"snapshot {model_id} lacks tables {sorted(missing)}")
     folder = (root or snapshot_root()) / model_id
+    if folder.exists():
+        raise FileExistsError(f"snapshot {folder} already exists; model ids are never reused")
     tmp = folder.with_name(folder.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     for name in TABLES:
         tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
     (tmp / "propensity.txt").write_text(propensity_model)
     (tmp / "meta.json").write_text(json.dumps({**meta, "model_id": model_id}, indent=2, default=str))
-    if folder.exists():
-        raise FileExistsError(f"snapshot {folder} already exists; model ids are never reused")
     tmp.rename(folder)
     return folder
 

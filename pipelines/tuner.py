@@ -42,7 +42,7 @@ class RuleBook:
     """Tuner rules indexed by (scope, key) for constant-time lookups."""
 
     def __init__(self, rules: pd.DataFrame):
-        if not (rules.scope == "global").any():
+        if not ((rules.scope == "global") & (rules.scope_key == "*")).any():
             raise ValueError("tuner rules need a global rule (scope='global', scope_key='*')")
         self._by = {(r.scope, r.scope_key): Rule(r.scope, float(r.threshold), float(r.min_gap_s))
                     for r in rules.itertuples(index=False)}
@@ -73,6 +73,10 @@ def decide(scored: dict, rules: RuleBook, prefs: dict | None, state: dict | None
     ts = float(scored["ts"])
     when = datetime.fromtimestamp(ts, tz=timezone.utc)
     day = when.date().isoformat()
+    if state["day"] is not None and day < state["day"]:
+        # a moment from a day already closed arrives late: pushing about it now is pointless,
+        # and it must not reset today's count
+        return None, "late event from an earlier day", state
     if state["day"] != day:
         state = {**state, "day": day, "count": 0}
     prefs = prefs or {}

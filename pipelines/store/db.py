@@ -76,6 +76,7 @@ def upsert_ignore(con: duckdb.DuckDBPyConnection, table: str, df, key_columns: l
         return 0
     before = scalar(con, f"SELECT count(*) FROM {table}")
     con.register("_upsert_batch", df)
+    failed = False
     try:
         cols = ", ".join(f'"{c}"' for c in df.columns)
         if key_columns:
@@ -85,8 +86,16 @@ def upsert_ignore(con: duckdb.DuckDBPyConnection, table: str, df, key_columns: l
         else:
             src = f"SELECT {cols} FROM _upsert_batch"
         con.execute(f"INSERT INTO {table} ({cols}) {src} ON CONFLICT DO NOTHING")
+    except Exception:
+        failed = True
+        raise
     finally:
-        con.unregister("_upsert_batch")
+        try:
+            con.unregister("_upsert_batch")
+        except Exception:
+            # inside an aborted transaction unregister fails too; the insert's error is the one to see
+            if not failed:
+                raise
     return scalar(con, f"SELECT count(*) FROM {table}") - before
 
 

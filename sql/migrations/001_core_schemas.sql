@@ -152,7 +152,7 @@ CREATE TABLE IF NOT EXISTS tuner.rules (
 CREATE TABLE IF NOT EXISTS tuner.preferences (
     user_id     VARCHAR PRIMARY KEY,
     opted_out   BOOLEAN NOT NULL DEFAULT false,
-    quiet_start_hour INTEGER,          -- quiet hours [start, end) local time; NULL = none
+    quiet_start_hour INTEGER,          -- quiet hours [start, end) in event time (UTC here); NULL = none
     quiet_end_hour   INTEGER,
     daily_cap   INTEGER NOT NULL DEFAULT 3
 );
