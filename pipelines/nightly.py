@@ -230,3 +230,18 @@ def run_all(db_path: str | None = None, **params) -> dict:
     report["outputs"] = gate_outputs(model_id, db_path)
     report["published"] = publish(model_id, db_path)
     return report
+
+
+def announce(published: dict) -> str:
+    """Announce the live model on control.models when a broker answers; otherwise say so (workers
+    still pick up the LIVE pointer within seconds)."""
+    from pipelines.kafka_clients import announce_model
+    from pipelines.services.kafka_local import answers
+
+    bootstrap = config.get("OSR_KAFKA_BOOTSTRAP")
+    if not answers(bootstrap):
+        msg = f"no broker answers at {bootstrap}: not announced; workers will notice the LIVE pointer"
+        log.warning(msg)
+        return msg
+    announce_model(published["model_id"], published["snapshot"])
+    return f"announced {published['model_id']} on {config.topic(config.TOPICS.control_models)}"
