@@ -1,0 +1,124 @@
+"""The stream, for real: Apache Kafka (or tansu), a Faust worker process, the sink process.
+
+A few thousand sensor uploads, some deliberately malformed, go in; the test proves the
+Faust agents consumed them (their group drained sensor.raw) and reconciles the store:
+uploads in = processed + dead-lettered, one feature row per processed upload, no
+duplicated id anywhere.
+"""
+
+import os
+import uuid
+
+import pytest
+
+from pipelines import nightly
+from pipelines import population as P
+from pipelines.lag import group_lag
+from pipelines.mainjob import FAUST_WORKER, SINK, start_sink, start_worker, wait_drained, wait_worker_ready
+from pipelines.population_store import load_population
+from pipelines.producer import produce_population
+from pipelines.services.processes import find_free_port
+from pipelines.store.db import connect, migrate
+
+pytestmark = pytest.mark.integration
+
+POP = P.PopulationParams(n_users=120, n_items=96, history_contexts_per_user=12, stream_contexts_per_user=12,
+                         seed=21)
+
+
+@pytest.fixture(scope="module")
+def streamed(broker):
+    """Run the whole stream once for the module; yield what was sent."""
+    saved = {k: os.environ.get(k) for k in ("OSR_FAUST_APP_ID", "OSR_FAUST_WEB_PORT")}
+    app_id = os.environ["OSR_FAUST_APP_ID"] = f"osr-test-{uuid.uuid4().hex[:6]}"
+    os.environ["OSR_FAUST_WEB_PORT"] = str(find_free_port())
+    pop = P.generate(POP)
+    con = connect()
+    migrate(con)
+    load_population(con, pop)
+    con.close()
+    nightly.run_all(rank=16, iterations=8)
+    try:
+        start_sink()
+        start_worker()
+        wait_worker_ready()
+        sent = produce_population(pop, malformed_share=0.05, seed=5)
+        wait_drained(timeout=600)
+    finally:
+        sink_stop, worker_stop = SINK.stop(60), FAUST_WORKER.stop(60)
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    yield {"sent": sent, "app_id": app_id, "stops": (sink_stop, worker_stop)}
+
+
+def _q(sql):
+    con = connect(read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_enough_uploads_and_both_kinds(streamed):
+    sent = streamed["sent"]
+    assert sent.total >= 2000
+    assert sent.malformed > 50 and sent.valid > 1900
+
+
+def test_services_stopped_cleanly(streamed):
+    sink_stop, worker_stop = streamed["stops"]
+    assert sink_stop.startswith("stopped"), sink_stop
+    assert worker_stop.startswith("stopped"), worker_stop
+
+
+def test_reconciliation_in_equals_processed_plus_deadlettered(streamed):
+    sent = streamed["sent"]
+    (features,), = _q("SELECT count(*) FROM features.state_features WHERE source = 'stream'")
+    (dead,), = _q("SELECT count(*) FROM stream.deadletter WHERE deadletter_id LIKE 'sensor.raw:%'")
+    assert features == sent.valid
+    assert dead == sent.malformed
+    assert features + dead == sent.total
+
+
+def test_every_processed_upload_has_exactly_one_feature_row(streamed):
+    ids = [r[0] for r in _q("SELECT event_id FROM features.state_features WHERE source = 'stream'")]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == set(streamed["sent"].event_ids)
+
+
+def test_no_id_duplicated_and_scores_complete(streamed):
+    for table, key in (("stream.osr_scores", "score_id"), ("stream.notifications", "notification_id"),
+                       ("stream.deadletter", "deadletter_id"), ("features.state_features", "event_id")):
+        (n, d), = _q(f"SELECT count(*), count(DISTINCT {key}) FROM {table}")
+        assert n == d, table
+    # every processed upload was scored against its full candidate list, and some became pushes
+    (unscored,), = _q("SELECT count(*) FROM features.state_features f WHERE source = 'stream' AND NOT EXISTS "
+                      "(SELECT 1 FROM stream.osr_scores s WHERE s.event_id = f.event_id)")
+    assert unscored == 0
+    (pushes,), = _q("SELECT count(*) FROM stream.notifications")
+    assert pushes > 0
+
+
+def test_deadletters_carry_reasons(streamed):
+    rows = _q("SELECT reason, payload FROM stream.deadletter WHERE deadletter_id LIKE 'sensor.raw:%'")
+    assert rows and all(reason and payload for reason, payload in rows)
+    kinds = {r[0].split(":")[0].split(" ")[0] for r in rows}
+    assert len(kinds) >= 4  # several distinct failure reasons, not one catch-all
+
+
+def test_faust_group_consumed_sensor_raw(streamed, broker):
+    """The Faust app's own consumer group committed exactly the uploads sent to sensor.raw."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipelines import config
+    from pipelines.kafka_clients import consumer_config
+
+    topic = config.topic(config.TOPICS.sensor_raw)
+    assert sum(group_lag(streamed["app_id"], [topic]).values()) == 0
+    c = Consumer(consumer_config(streamed["app_id"]))
+    try:
+        parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
+        committed = c.committed(parts, timeout=10)
+    finally:
+        c.close()
+    assert sum(max(tp.offset, 0) for tp in committed) == streamed["sent"].total
