@@ -118,6 +118,7 @@ class DemoReport:
     nightly: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
     top_notifications: list = field(default_factory=list)
+    lift: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
 
 
@@ -184,12 +185,21 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
         if started_broker and not keep_services:
             say("broker: " + broker.stop())
     rep.counts, rep.top_notifications = summarize(run_id)
+    if rep.counts.get("notifications"):
+        from pipelines.lift import osr_lift
+
+        con = connect(read_only=True)
+        try:
+            rep.lift = osr_lift(con, pop)
+        finally:
+            con.close()
     rep.seconds["total"] = round(time.monotonic() - t0, 1)
     con = connect()
     try:
         migrate(con)
         con.execute("INSERT INTO ops.runs VALUES (?, 'demo', now() - to_seconds(?), now(), 'ok', ?)",
                     [run_id, rep.seconds["total"], json.dumps({"produced": rep.produced, "counts": rep.counts,
+                                                               "lift": rep.lift,
                                                                "model_id": rep.nightly.get("model_id")},
                                                               default=str)])
     finally:
@@ -213,6 +223,10 @@ def print_summary(rep: DemoReport) -> None:
     print(f"  OSR scores (CRM)      {c.get('scores')} for {c.get('scored_events')} moments")
     print(f"  notifications         {c.get('notifications')} to {c.get('notified_people')} people")
     print(f"  live model            {rep.nightly.get('model_id')}")
+    if rep.lift:
+        print(f"  OSR lift              {rep.lift['lift']:.2f}x: expected purchase rate of the pushes "
+              f"{rep.lift['osr_purchase_rate']:.1%} vs {rep.lift['state_blind_purchase_rate']:.1%} for ALS top-1 "
+              "at random moments (same number of pushes, generator's ground truth)")
     if rep.top_notifications:
         print("  top notifications (true state from the generator):")
         for n in rep.top_notifications:

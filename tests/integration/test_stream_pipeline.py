@@ -122,3 +122,16 @@ def test_faust_group_consumed_sensor_raw(streamed, broker):
     finally:
         c.close()
     assert sum(max(tp.offset, 0) for tp in committed) == streamed["sent"].total
+
+
+def test_pushes_beat_state_blind_pushes(streamed):
+    """The stream's pushes convert better (ground truth) than ALS top-1 pushed at random moments."""
+    from pipelines.lift import osr_lift
+
+    con = connect(read_only=True)
+    try:
+        lift = osr_lift(con, P.generate(POP))
+    finally:
+        con.close()
+    assert lift["pushes"] > 0
+    assert lift["osr_purchase_rate"] > lift["state_blind_purchase_rate"]
