@@ -15,7 +15,8 @@ as one snapshot the stream serves:
    is scaled by;
 5. **gate_outputs** - every listed person has N distinct known items, scores finite
    and in range;
-6. **publish** - registry row, top-N table, LIVE pointer;
+6. **publish** - registry row; promoted (top-N table, LIVE pointer) only if hold-out
+   precision@10 and AUC did not drop against the live model, else registered `rejected`;
 7. **announce** - a message on `control.models` so workers reload at once (they also
    notice the LIVE pointer within seconds if no broker is reachable).
 
@@ -48,7 +49,8 @@ D = nightly.DEFAULTS
         "iterations": Param(D["iterations"], type="integer", minimum=1, maximum=200, description="ALS sweeps"),
         "alpha": Param(D["alpha"], type="number", exclusiveMinimum=0, description="implicit confidence scale"),
         "top_n": Param(D["top_n"], type="integer", minimum=1, maximum=200, description="candidates per person"),
-        "algorithm": Param("implicit_als", enum=["implicit_als"], description="preference model"),
+        "algorithm": Param("implicit_als", enum=list(nightly.PREFERENCE_ALGORITHMS),
+                           description="implicit_als (single machine) or dask_als (OSR_DASK_SCHEDULER / LocalCluster)"),
     },
 )
 def osr_nightly_retrain():
@@ -61,7 +63,7 @@ def osr_nightly_retrain():
     def train_preferences(model_id: str, **context) -> str:
         p = context["params"]
         nightly.train_preferences(model_id, rank=p["rank"], reg=p["reg"], iterations=p["iterations"],
-                                  alpha=p["alpha"], top_n=p["top_n"])
+                                  alpha=p["alpha"], top_n=p["top_n"], algorithm=p["algorithm"])
         return model_id
 
     @task

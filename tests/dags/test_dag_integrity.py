@@ -19,7 +19,7 @@ def test_no_import_errors(dagbag):
 
 
 def test_expected_dags_present(dagbag):
-    assert {"osr_nightly_retrain", "qos_random_walk_refresh"} <= set(dagbag.dag_ids)
+    assert {"osr_nightly_retrain", "osr_propensity_retrain", "qos_random_walk_refresh"} <= set(dagbag.dag_ids)
 
 
 def test_every_dag_has_tags_retries_and_docs(dagbag):

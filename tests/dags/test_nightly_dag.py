@@ -51,7 +51,10 @@ def test_dag_publishes_a_live_model(airflow_db, osr_home, nightly_dag):
     live = snap.live_model_id()
     assert live is not None and live.startswith("reco-")
     assert _live_in_registry() == [(live,)]
+    pub = [ti for ti in run.get_task_instances() if ti.task_id == "publish"][0]
+    assert str(pub.state) == "success"
     s = snap.load_snapshot()
+    assert 0.0 <= s.meta["preferences_model"]["holdout"]["precision_at_10"] <= 1.0
     assert len(s.topn) == SMALL.n_users  # every person has a top-N list
     # quality is measured in bench/; on 40 people the hold-out AUC is only a sanity check
     assert 0.0 <= s.meta["propensity_metrics"]["auc"] <= 1.0
@@ -64,6 +67,8 @@ def test_corrupt_batch_fails_gate_and_keeps_previous_model(airflow_db, osr_home,
     con.execute("INSERT INTO events.interactions VALUES "
                 "('bad-1', 'u-nobody', 'i00001', 1.0, now()), ('bad-2', 'u00001', 'i00001', -3.0, now())")
     con.close()
+    for t in nightly_dag.tasks:  # the real DAG retries after 5 minutes; here a failure must end the run
+        t.retries = 0
     try:
         run = nightly_dag.test()
         assert str(run.state) == "failed"

@@ -1,0 +1,80 @@
+"""
+### osr_propensity_retrain
+
+Refreshes E(item | state), the propensity half of the OSR score, between nightly
+runs (new outcomes arrive all day), keeping the live preference model:
+
+1. **gate_inputs** - Great Expectations on the point-in-time training set (and the
+   interaction history the live model came from);
+2. **reuse_live_preferences** - the live snapshot's top-N and hold-out metrics;
+3. **train_propensity** - LightGBM on the as-of join of state features and outcomes;
+4. **compare_models** - the same split scored by a distributed mini-batch SGD logistic
+   model (on Dask) and a kNN context classifier: AUC and log-loss of each, kept with
+   the candidate;
+5. **build_snapshot**, **gate_outputs**, **publish** (promoted only if AUC held),
+   **announce**, as in `osr_nightly_retrain`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+
+from pipelines import nightly
+
+
+@dag(
+    dag_id="osr_propensity_retrain",
+    schedule="0 */6 * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    tags=["osr", "propensity", "batch"],
+    doc_md=__doc__,
+    default_args={"owner": "osr", "retries": 1, "retry_delay": timedelta(minutes=5)},
+)
+def osr_propensity_retrain():
+    @task
+    def gate_inputs() -> str:
+        nightly.gate_inputs()
+        return nightly.new_model_id()
+
+    @task
+    def reuse_live_preferences(model_id: str) -> str:
+        nightly.reuse_live_preferences(model_id)
+        return model_id
+
+    @task
+    def train_propensity(model_id: str) -> str:
+        nightly.train_propensity(model_id)
+        return model_id
+
+    @task
+    def compare_models(model_id: str) -> str:
+        nightly.compare_propensity(model_id)
+        return model_id
+
+    @task
+    def build_snapshot(model_id: str) -> str:
+        nightly.build_snapshot(model_id)
+        return model_id
+
+    @task
+    def gate_outputs(model_id: str) -> str:
+        nightly.gate_outputs(model_id)
+        return model_id
+
+    @task
+    def publish(model_id: str) -> dict:
+        return nightly.publish(model_id)
+
+    @task
+    def announce(published: dict) -> str:
+        return nightly.announce(published)
+
+    announce(publish(gate_outputs(build_snapshot(compare_models(train_propensity(
+        reuse_live_preferences(gate_inputs())))))))
+
+
+osr_propensity_retrain()
