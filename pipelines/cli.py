@@ -95,7 +95,7 @@ def cmd_populate(args) -> int:
 def cmd_nightly(args) -> int:
     from pipelines import nightly
 
-    report = nightly.run_all(rank=args.rank, reg=args.reg, iterations=args.iterations)
+    report = nightly.run_all(algorithm=args.algorithm, rank=args.rank, reg=args.reg, iterations=args.iterations)
     if args.announce:
         from pipelines.kafka_clients import announce_model
 
@@ -174,9 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     _population_args(p)
     p.set_defaults(func=cmd_populate)
 
-    from pipelines.nightly import DEFAULTS
+    from pipelines.nightly import DEFAULTS, PREFERENCE_ALGORITHMS
 
     p = sub.add_parser("nightly", help="run the nightly retrain once, in-process (the DAG's task functions)")
+    p.add_argument("--algorithm", choices=PREFERENCE_ALGORITHMS, default="implicit_als",
+                   help="preference model: implicit_als (single machine) or dask_als (Dask, OSR_DASK_SCHEDULER "
+                        "or a LocalCluster)")
     p.add_argument("--rank", type=int, default=DEFAULTS["rank"], help="ALS factors")
     p.add_argument("--reg", type=float, default=DEFAULTS["reg"], help="ALS regularization λ")
     p.add_argument("--iterations", type=int, default=DEFAULTS["iterations"], help="ALS iterations")
