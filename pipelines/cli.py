@@ -15,7 +15,8 @@ import sys
 from pipelines import config
 
 #: Modules that add their own subcommands through `register(subparsers)`.
-PLUGINS = ("pipelines.services.cli", "pipelines.filtering.cli", "pipelines.qos.cli")
+PLUGINS = ("pipelines.services.cli", "pipelines.filtering.cli", "pipelines.recsys.cli", "pipelines.propensity.cli",
+           "pipelines.qos.cli")
 
 
 def _population_args(p: argparse.ArgumentParser) -> None:
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if not (exc.name and module.startswith(exc.name)):  # an optional part not installed: skip it
                 raise
     return parser
 
