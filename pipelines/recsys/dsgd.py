@@ -116,7 +116,7 @@ class DSGDShard:
 
     def load(self, group: int, X: np.ndarray, reg_user: np.ndarray, pen_user: np.ndarray, blocks: dict,
              item_regs: dict) -> int:
-        """Keep user group `group`: its factor rows, per-rating penalties, loss penalty weights, blocks {c: (u, i, r)}."""
+        """Keep user group `group`: factor rows, per-rating penalties, loss penalty weights, blocks {c: (u, i, r)}."""
         self.groups[group] = {
             "X": np.array(X), "reg_user": reg_user, "pen_user": pen_user, "blocks": blocks,
             "item_regs": item_regs,
@@ -197,9 +197,13 @@ def fit_dsgd(client, ratings: sp.spmatrix, *, rank: int = 10, reg: float = 0.1, 
         created = [client.submit(DSGDShard, reg, B, actor=True, workers=[workers[j]], pure=False)
                    for j in range(min(W, d))]
         actors = [f.result() for f in created]
-        order = np.lexsort((ri, ru, ig, ug))  # by user group, item group, then user, item
-        ru, ri, rv, ug, ig = ru[order], ri[order], rv[order], ug[order], ig[order]
-        bounds = np.searchsorted(ug * d + ig, np.arange(d * d + 1))
+        # group the ratings by block; order inside a block does not matter (SGD shuffles it),
+        # and a stable sort of a small-integer key is a radix sort (1.5 s for 20M, lexsort 25 s)
+        block_id = ug * d + ig
+        block_id = block_id.astype(np.int16 if d * d < 2**15 else np.int64)
+        order = np.argsort(block_id, kind="stable")
+        ru, ri, rv, block_id = ru[order], ri[order], rv[order], block_id[order]
+        bounds = np.searchsorted(block_id, np.arange(d * d + 1))
         loads = []
         for b in range(d):
             blocks = {}
