@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 
 from pipelines import nightly
+from reco_publish_tasks import publish_chain
 
 D = nightly.DEFAULTS
 
@@ -71,25 +72,7 @@ def osr_nightly_retrain():
         nightly.train_propensity(model_id)
         return model_id
 
-    @task
-    def build_snapshot(model_id: str) -> str:
-        nightly.build_snapshot(model_id)
-        return model_id
-
-    @task
-    def gate_outputs(model_id: str) -> str:
-        nightly.gate_outputs(model_id)
-        return model_id
-
-    @task
-    def publish(model_id: str) -> dict:
-        return nightly.publish(model_id)
-
-    @task
-    def announce(published: dict) -> str:
-        return nightly.announce(published)
-
-    announce(publish(gate_outputs(build_snapshot(train_propensity(train_preferences(gate_inputs()))))))
+    publish_chain(train_propensity(train_preferences(gate_inputs())))
 
 
 osr_nightly_retrain()

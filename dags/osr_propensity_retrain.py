@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 from pipelines import nightly
+from reco_publish_tasks import publish_chain
 
 
 @dag(
@@ -55,26 +56,7 @@ def osr_propensity_retrain():
         nightly.compare_propensity(model_id)
         return model_id
 
-    @task
-    def build_snapshot(model_id: str) -> str:
-        nightly.build_snapshot(model_id)
-        return model_id
-
-    @task
-    def gate_outputs(model_id: str) -> str:
-        nightly.gate_outputs(model_id)
-        return model_id
-
-    @task
-    def publish(model_id: str) -> dict:
-        return nightly.publish(model_id)
-
-    @task
-    def announce(published: dict) -> str:
-        return nightly.announce(published)
-
-    announce(publish(gate_outputs(build_snapshot(compare_models(train_propensity(
-        reuse_live_preferences(gate_inputs())))))))
+    publish_chain(compare_models(train_propensity(reuse_live_preferences(gate_inputs()))))
 
 
 osr_propensity_retrain()
