@@ -7,6 +7,7 @@ DataFrame, categorical columns declared or inferred):
   knn_context    k-nearest-neighbour context classifier (coupon-study attributes)
   coupon         seeded synthetic coupon-redemption data with the study's attributes
   evaluate       hold-out AUC and log-loss for each model
+  cli            `osr propensity compare`
 """
 
 from pipelines.propensity.base import PropensityModel

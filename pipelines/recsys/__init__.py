@@ -2,7 +2,8 @@
 numpy oracle, the `implicit` reference, top-N lists, MovieLens loading and metrics.
 
 Modules (one idea each):
-  movielens          MovieLens 100K ratings and the fixed seeded 80/20 split
+  ratings            sparse user x item matrices and the seeded random train/test split
+  movielens          MovieLens 100K ratings (sha256-checked) and the fixed seeded 80/20 split
   metrics            RMSE, precision@k, MAP@k (the ranking protocol is documented there)
   als_reference      direct per-row numpy ALS: the correctness oracle, and the loss functions
   normal_equations   the whole-block ALS kernel: packed Gram matrices by sparse products, batched SPD solves
@@ -11,5 +12,6 @@ Modules (one idea each):
   implicit_reference the `implicit` library's ALS behind the same output shape
   topn               top-N unseen items per user as a DataFrame
   synthetic          latent-factor interactions with popularity skew (also the population's purchase history)
-  cluster            a Dask client for the recsys code when the platform helper is not there
+  cluster            the Dask client (the platform's helper when present) and worker allocator tuning
+  cli                `osr recsys evaluate`
 """

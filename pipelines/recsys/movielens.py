@@ -57,6 +57,7 @@ def load_ml100k(path: str | Path | None = None, verify: bool = True) -> pd.DataF
     return df
 
 
-def ml100k_split(seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION, path: str | Path | None = None) -> RatingsSplit:
+def ml100k_split(seed: int = SPLIT_SEED, test_fraction: float = TEST_FRACTION,
+                 path: str | Path | None = None) -> RatingsSplit:
     """The fixed seeded 80/20 random split of MovieLens 100K used by the tests and bench/als.py."""
     return random_split(load_ml100k(path), test_fraction=test_fraction, seed=seed)

@@ -20,7 +20,7 @@ The generative model (all from numpy default_rng(seed), so a seed fixes the data
   u . v_i over the drawn pairs: an explicit 1-5 score with the same latent structure;
   implicit-feedback models use it as the interaction strength.
 
-20M interactions over 140k users x 27k items take ~20-30 s on one core here.
+25M interactions over 140k users x 27k items took 15-23 s here (one core, shared machine).
 """
 
 from __future__ import annotations
