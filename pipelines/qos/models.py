@@ -29,6 +29,8 @@ Pipeline of one RW side (users for UL-RW, services for SL-RW; HL-RW runs both):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import time
 from dataclasses import dataclass, field, replace
 
@@ -142,7 +144,7 @@ def hybrid(user: SideResult, service: SideResult, lam: float) -> np.ndarray:
     return wu * up + (1.0 - wu) * sp
 
 
-class Model:
+class Model(ABC):
     """A named predictor: fit_predict(train) -> full matrix; `info` says what ran (e.g. omega on/off)."""
 
     name = "model"
@@ -151,8 +153,9 @@ class Model:
         self.cfg = cfg or RWConfig()
         self.info: dict = {}
 
-    def fit_predict(self, data: QoSData) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abstractmethod
+    def fit_predict(self, data: QoSData) -> np.ndarray:
+        """The full predicted matrix from the observed cells of `data`."""
 
 
 class UMean(Model):
