@@ -58,21 +58,19 @@ def start_worker() -> int:
     return FAUST_WORKER.start(argv, cwd=config.path("OSR_HOME", create=True))
 
 
-def wait_worker_ready(timeout: float = 120.0, progress=say) -> None:
-    """Block until the worker logs "Worker ready"; fail with the log's tail if it dies first
-    (e.g. its web port is taken) rather than let the run wait on a stream nobody reads."""
+def wait_worker_ready(pid: int, timeout: float = 120.0, progress=say) -> None:
+    """Block until the worker started as `pid` logs "Worker ready"; wait_until fails with the log's
+    tail if it dies first (e.g. its web port is taken) rather than let the run wait on a stream
+    nobody reads."""
     log = FAUST_WORKER.log_file
     start_size = log.stat().st_size if log.exists() else 0
 
     def ready() -> bool:
-        if FAUST_WORKER.running_pid() is None:
-            tail = log.read_text(errors="replace")[start_size:][-1500:] if log.exists() else ""
-            raise ServiceError(f"the Faust worker exited during start-up; end of {log}:\n{tail}")
         with open(log, "rb") as f:
             f.seek(start_size)
             return b"Worker ready" in f.read()
 
-    wait_until(ready, "Faust worker", timeout, progress=progress)
+    wait_until(ready, "Faust worker", timeout, FAUST_WORKER, pid, progress)
 
 
 def start_sink() -> int:
@@ -165,8 +163,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
         topics.create_topics()
         say(f"topics ready ({int(config.get('OSR_TOPIC_PARTITIONS'))} partitions each)")
         start_sink()
-        start_worker()
-        wait_worker_ready(progress=lambda m: say("  " + m))
+        wait_worker_ready(start_worker(), progress=lambda m: say("  " + m))
         say(f"Faust worker and sink started (logs in {config.get('OSR_LOG_DIR')})")
         rep.seconds["services"] = round(time.monotonic() - t, 1)
 

@@ -213,6 +213,20 @@ def _reference_tables(con) -> dict[str, pd.DataFrame]:
     }
 
 
+def score_recent_history(s: snap.Snapshot, db_path: str | None = None, limit: int = 2000) -> pd.DataFrame:
+    """Every candidate score of the `limit` latest history states against snapshot `s`, one row each."""
+    con = connect(db_path, read_only=True)
+    try:
+        recent = con.execute(
+            "SELECT * FROM features.state_features WHERE source = 'history' ORDER BY ts DESC LIMIT ?", [limit]
+        ).df()
+    finally:
+        con.close()
+    # epoch seconds whatever the timestamp unit pandas chose (DuckDB 2.0 + pandas 3 give microseconds)
+    recent["ts"] = (recent.ts - pd.Timestamp(0)).dt.total_seconds()
+    return pd.DataFrame([c for e in score_batch(recent.to_dict("records"), s) for c in e["scores"]])
+
+
 def build_snapshot(model_id: str, db_path: str | None = None, sample: int = 2000) -> Path:
     """Assemble the snapshot folder and the raw-score range it scales by (from recent history features)."""
     st = staging_dir(model_id)
@@ -221,9 +235,6 @@ def build_snapshot(model_id: str, db_path: str | None = None, sample: int = 2000
     con = connect(db_path, read_only=True)
     try:
         tables = _reference_tables(con)
-        recent = con.execute(
-            "SELECT * FROM features.state_features WHERE source = 'history' ORDER BY ts DESC LIMIT ?", [sample]
-        ).df()
     finally:
         con.close()
     tables["topn"] = topn
@@ -233,9 +244,7 @@ def build_snapshot(model_id: str, db_path: str | None = None, sample: int = 2000
             "propensity_metrics": prop["metrics"]}
     folder = snap.write_snapshot(model_id, tables, (st / "propensity.txt").read_text(), meta)
     # The scaling range is a property of this snapshot: score recent states against it.
-    s = snap.load_snapshot(model_id)
-    recent["ts"] = recent.ts.astype("int64") / 1e9 if np.issubdtype(recent.ts.dtype, np.datetime64) else recent.ts
-    raws = [c["raw_score"] for e in score_batch(recent.to_dict("records"), s) for c in e["scores"]]
+    raws = score_recent_history(snap.load_snapshot(model_id), db_path, sample).raw_score
     meta.update(raw_min=float(np.min(raws)), raw_max=float(np.max(raws)), raw_sample=len(raws))
     (folder / "meta.json").write_text(json.dumps({**meta, "model_id": model_id}, indent=2, default=str))
     return folder
@@ -248,13 +257,10 @@ def gate_outputs(model_id: str, db_path: str | None = None) -> dict:
     con = connect(db_path, read_only=True)
     try:
         users = [r[0] for r in con.execute("SELECT user_id FROM ref.users").fetchall()]
-        recent = con.execute(
-            "SELECT * FROM features.state_features WHERE source = 'history' ORDER BY ts DESC LIMIT 500").df()
     finally:
         con.close()
     require(topn, "topn_output", suites.topn(users, s.items.index.tolist(), int(s.meta["top_n"])))
-    recent["ts"] = recent.ts.astype("int64") / 1e9
-    scores = pd.DataFrame([c for e in score_batch(recent.to_dict("records"), s) for c in e["scores"]])
+    scores = score_recent_history(s, db_path, 500)
     require(scores, "osr_scores_output", suites.osr_scores())
     return {"topn_rows": len(topn), "scored": len(scores)}
 

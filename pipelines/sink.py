@@ -98,7 +98,7 @@ def routes() -> dict[str, Route]:
             "scores", ("item_id", "category", "preference", "propensity", "raw_score", "osr_score")),
         config.topic(t.notifications): Route(
             "stream.notifications", ["notification_id"], notifications_frame,
-            tuple(c for c in NOTIFICATION_COLUMNS)),
+            tuple(NOTIFICATION_COLUMNS)),
         config.topic(t.sensor_deadletter): Route(
             "stream.deadletter", ["deadletter_id"], deadletter_frame, ("source", "reason")),
     }

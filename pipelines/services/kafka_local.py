@@ -242,16 +242,20 @@ def stop(timeout: float = 30.0) -> str:
     return service().stop(timeout)
 
 
-def status() -> dict:
-    svc = service()
+def broker_status(name: str, svc: Service, **extra) -> dict:
+    """Status of a local broker process `svc` at OSR_KAFKA_BOOTSTRAP (shared by Kafka and tansu)."""
     pid = svc.running_pid()
     bootstrap = config.get("OSR_KAFKA_BOOTSTRAP")
     return {
-        "service": "kafka",
+        "service": name,
         "state": "up" if pid is not None else "down",
         "pid": pid,
         "bootstrap": bootstrap,
         "answering": bool(pid is not None and answers(bootstrap)),
         "log": str(svc.log_file),
-        "version": kafka_version(),
+        **extra,
     }
+
+
+def status() -> dict:
+    return broker_status("kafka", service(), version=kafka_version())

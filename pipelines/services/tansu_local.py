@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from pipelines import config
-from pipelines.services.kafka_local import LOCAL_HOSTS, answers
+from pipelines.services.kafka_local import LOCAL_HOSTS, answers, broker_status
 from pipelines.services.processes import Service, ServiceError, port_open, split_host_port, wait_until
 
 #: tansu reads these from the environment as defaults for its flags; we pass flags, and drop them so a
@@ -92,14 +92,4 @@ def stop(timeout: float = 15.0) -> str:
 
 
 def status() -> dict:
-    svc = service()
-    pid = svc.running_pid()
-    bootstrap = config.get("OSR_KAFKA_BOOTSTRAP")
-    return {
-        "service": "tansu",
-        "state": "up" if pid is not None else "down",
-        "pid": pid,
-        "bootstrap": bootstrap,
-        "answering": bool(pid is not None and answers(bootstrap)),
-        "log": str(svc.log_file),
-    }
+    return broker_status("tansu", service())

@@ -40,8 +40,7 @@ def streamed(broker):
     nightly.run_all(rank=16, iterations=8)
     try:
         start_sink()
-        start_worker()
-        wait_worker_ready()
+        wait_worker_ready(start_worker())
         sent = produce_population(pop, malformed_share=0.05, seed=5)
         wait_drained(timeout=600)
     finally:
