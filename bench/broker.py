@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Consumer, Producer  # noqa: E402
 
 from pipelines import config  # noqa: E402
-from pipelines.services import broker, kafka_local, topics  # noqa: E402
-from pipelines.services.processes import find_free_port  # noqa: E402
+from pipelines.ops.services import broker, kafka_local, topics  # noqa: E402
+from pipelines.ops.services.processes import find_free_port  # noqa: E402
 
 
 def produce(bootstrap: str, topic: str, n: int) -> tuple[float, int]:

@@ -28,7 +28,7 @@ from pipelines.filtering.consensus import (  # noqa: E402
     fuse_devices,
 )
 from pipelines.filtering.kalman import FilterParams, filter_event  # noqa: E402
-from pipelines.filtering.scoring import filtering_error  # noqa: E402
+from pipelines.filtering.accuracy import filtering_error  # noqa: E402
 from pipelines.filtering.simulate import simulate_multi_sensor, simulate_trace  # noqa: E402
 
 

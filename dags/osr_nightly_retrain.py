@@ -20,17 +20,17 @@ as one snapshot the stream serves:
 7. **announce** - a message on `control.models` so workers reload at once (they also
    notice the LIVE pointer within seconds if no broker is reachable).
 
-Each task calls one `pipelines.nightly` function; tasks pass only the model id.
+Each task calls one `pipelines.reco.nightly` function; tasks pass only the model id.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Param, dag, task
 
-from pipelines import nightly
-from reco_publish_tasks import publish_chain
+from dags.common.defaults import DAG_DEFAULTS
+
+from pipelines.reco import nightly
+from dags.common.reco_publish import publish_chain
 
 D = nightly.DEFAULTS
 
@@ -38,12 +38,9 @@ D = nightly.DEFAULTS
 @dag(
     dag_id="osr_nightly_retrain",
     schedule="0 2 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     tags=["osr", "reco", "batch"],
     doc_md=__doc__,
-    default_args={"owner": "osr", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    **DAG_DEFAULTS,
     params={
         "rank": Param(D["rank"], type="integer", minimum=1, maximum=512, description="ALS latent factors"),
         "reg": Param(D["reg"], type="number", minimum=0, description="ALS regularization (lambda)"),

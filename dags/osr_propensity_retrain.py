@@ -17,23 +17,20 @@ runs (new outcomes arrive all day), keeping the live preference model:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import dag, task
 
-from pipelines import nightly
-from reco_publish_tasks import publish_chain
+from dags.common.defaults import DAG_DEFAULTS
+
+from pipelines.reco import nightly
+from dags.common.reco_publish import publish_chain
 
 
 @dag(
     dag_id="osr_propensity_retrain",
     schedule="0 */6 * * *",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     tags=["osr", "propensity", "batch"],
     doc_md=__doc__,
-    default_args={"owner": "osr", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    **DAG_DEFAULTS,
 )
 def osr_propensity_retrain():
     @task

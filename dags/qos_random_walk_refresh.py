@@ -23,9 +23,9 @@ Load observations first with `osr qos ingest --matrix ...`.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from airflow.sdk import Param, dag, task
+
+from dags.common.defaults import DAG_DEFAULTS
 
 from pipelines.qos import refresh
 
@@ -33,12 +33,9 @@ from pipelines.qos import refresh
 @dag(
     dag_id="qos_random_walk_refresh",
     schedule="@daily",
-    start_date=datetime(2026, 1, 1),
-    catchup=False,
-    max_active_runs=1,
     tags=["osr", "qos", "batch"],
     doc_md=__doc__,
-    default_args={"owner": "osr", "retries": 1, "retry_delay": timedelta(minutes=5)},
+    **DAG_DEFAULTS,
     params={
         "metric": Param("rt", enum=["rt", "tp"], description="response time or throughput"),
         "model": Param("HL-RW", type="string", description="HL-RW, UL-RW, SL-RW, a baseline, or <RW model>-noloc"),

@@ -4,4 +4,4 @@
 set -e
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-exec "$root/.venv/bin/python" -m pipelines.services.cli services "$@"
+exec "$root/.venv/bin/python" -m pipelines.ops.commands.services services "$@"

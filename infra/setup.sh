@@ -43,6 +43,6 @@ problems=$(.venv/bin/python -m pip check 2>&1 | grep -v "^mode-streaming .* cron
 if [ -n "$problems" ]; then echo "[setup] error: broken requirements:" >&2; echo "$problems" >&2; exit 1; fi
 
 if command -v mvn >/dev/null 2>&1; then
-  .venv/bin/python -c "from pipelines.services import kafka_local as k; r = k.install(); print('[setup] Kafka', r.get('version'), 'jars in', r.get('libs'))"
+  .venv/bin/python -c "from pipelines.ops.services import kafka_local as k; r = k.install(); print('[setup] Kafka', r.get('version'), 'jars in', r.get('libs'))"
 fi
 say "ready: .venv/bin/osr --help"

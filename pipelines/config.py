@@ -7,7 +7,6 @@ point a process somewhere else just by setting the environment.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 #: The project checkout (the folder holding pyproject.toml).
@@ -66,27 +65,3 @@ def path(name: str, create: bool = False) -> Path:
 def topic(name: str) -> str:
     """Full topic name with the configured prefix."""
     return get("OSR_TOPIC_PREFIX") + name
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Every stream topic, pre-created before any worker or checker subscribes (see STACK-NOTES)."""
-
-    sensor_raw: str = "sensor.raw"
-    sensor_filtered: str = "sensor.filtered"
-    sensor_deadletter: str = "sensor.deadletter"
-    state_features: str = "state.features"
-    osr_scores: str = "osr.scores"
-    notifications: str = "notifications"
-    control_models: str = "control.models"
-    profiles_raw: str = "profiles.raw"
-    profiles_updates: str = "profiles.updates"
-    control_routing: str = "control.routing"
-    qos_predictions: str = "qos.predictions"
-    ops_capacity: str = "ops.capacity"
-
-    def all(self) -> list[str]:
-        return [topic(v) for v in self.__dict__.values()]
-
-
-TOPICS = Topics()

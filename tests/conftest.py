@@ -1,7 +1,6 @@
 """Suite-wide settings: Airflow gets a private home before anything imports it."""
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,5 +13,3 @@ os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(ROOT / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{_airflow_home}/airflow.db")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# Airflow's own processes put the DAGs folder on sys.path (DAG files import shared task modules from it).
-sys.path.insert(0, str(ROOT / "dags"))

@@ -1,44 +1,58 @@
-"""A Dask client for the recsys code: the platform's helper when it exists, else a LocalCluster.
+"""The Dask client every batch job uses: OSR_DASK_SCHEDULER if set, else a throw-away LocalCluster.
 
-The platform's `pipelines.services.dask_cluster.dask_client()` connects to OSR_DASK_SCHEDULER
-or starts a LocalCluster; until it is importable, the same behaviour is reproduced here so
-the algorithms, tests and bench/als.py never depend on which one is present.
+Why both: on one machine a LocalCluster started per job (~1 s) is simplest; on a real
+cluster (or with `osr services up --only dask`) jobs connect to a long-lived scheduler
+by address, with no code change. Workers are processes with one thread each, so
+pandas/numpy work runs in parallel without GIL contention. Starting a long-lived local
+scheduler is operator work and lives in `pipelines.ops.services.dask_cluster`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 from typing import Iterator
 
 from pipelines import config
 
+#: Where schedulers and workers serve HTTP (health, metrics, the dashboard when bokeh is installed).
+#: distributed always starts that server; left alone it binds every interface (the scheduler on 8787).
+HTTP_ADDRESS = "127.0.0.1:0"
+
 
 @contextlib.contextmanager
-def dask_client(n_workers: int | None = None) -> Iterator["distributed.Client"]:  # noqa: F821
-    """A distributed.Client to OSR_DASK_SCHEDULER, or to a fresh LocalCluster(n_workers, 1 thread each)."""
+def dask_client(n_workers: int | None = None, timeout: float = 30.0) -> Iterator["distributed.Client"]:  # noqa: F821
+    """A distributed.Client, closed on exit (and its LocalCluster too, when one was started here)."""
     # one BLAS thread per worker process: the workers are the parallelism
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        from pipelines.services.dask_cluster import dask_client as platform_client  # type: ignore
-    except ImportError:
-        platform_client = None
-    if platform_client is not None:
-        with platform_client(n_workers=n_workers) as client:
-            yield client
-        return
     from distributed import Client, LocalCluster
 
-    address = config.get("OSR_DASK_SCHEDULER")
+    address = config.get("OSR_DASK_SCHEDULER").strip()
     if address:
-        with Client(address) as client:
+        client = Client(address, timeout=timeout)
+        try:
             yield client
+        finally:
+            client.close()
         return
-    workers = n_workers or int(config.get("OSR_DASK_WORKERS"))
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0",
-                      host="127.0.0.1") as cluster, Client(cluster) as client:
-        yield client
+    cluster = LocalCluster(
+        n_workers=int(n_workers if n_workers is not None else config.get("OSR_DASK_WORKERS")),
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=HTTP_ADDRESS,
+        worker_dashboard_address=HTTP_ADDRESS if importlib.util.find_spec("bokeh") else None,
+    )
+    try:
+        client = Client(cluster, timeout=timeout)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
 
 
 def worker_addresses(client) -> list[str]:

@@ -1,1 +1,2 @@
-"""Agents grouped by domain: sensors (filter, features), scoring (OSR score, tuner), control."""
+"""Agents grouped by domain, found by the app's autodiscover: sensors (filter, features),
+recommend (OSR score, tuner), control (model reload). Each agent is one call into pipelines."""

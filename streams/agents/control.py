@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from streams.app import app, control_models, live_snapshot
+from streams.app import app
+from streams.topics import control_models, live_snapshot
 
 log = logging.getLogger(__name__)
 

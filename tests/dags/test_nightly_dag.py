@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import population as P
-from pipelines import snapshot as snap
-from pipelines.population_store import load_population
+from pipelines.synthetic import population as P
+from pipelines.online import snapshot as snap
+from pipelines.store.population_loader import load_population
 from pipelines.store.db import connect, migrate
 
 SMALL = P.PopulationParams(n_users=40, n_items=48, history_contexts_per_user=10, stream_contexts_per_user=1,

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.filtering import cli
+from pipelines.ops.commands import filtering as cli
 from pipelines.filtering.kalman import filter_event
 from pipelines.filtering.simulate import simulate_trace
 

@@ -13,7 +13,7 @@ from pipelines.filtering.kalman import (
     filter_positions_cv,
     filter_random_walk,
 )
-from pipelines.filtering.scoring import filtering_error
+from pipelines.filtering.accuracy import filtering_error
 from pipelines.filtering.simulate import simulate_trace
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.filtering.scoring import filtering_error
+from pipelines.filtering.accuracy import filtering_error
 
 
 def test_known_values_2d():

@@ -2,7 +2,7 @@
 
 `broker` starts the broker named by OSR_TEST_BROKER (kafka — the default, Apache Kafka 4 —
 or tansu) on test ports (19092/19093, or free ones if those are taken), with OSR_HOME in a
-temporary folder, pre-creates every topic of config.TOPICS, and yields the bootstrap
+temporary folder, pre-creates every topic of TOPICS, and yields the bootstrap
 string. It reuses the developer's Kafka jar cache (OSR_KAFKA_LIBS, resolved before
 OSR_HOME moves), so only the first run on a machine downloads jars. While it is active
 the OSR_* variables point at the test broker and home, so code under test finds them
@@ -16,9 +16,9 @@ import os
 import pytest
 
 from pipelines import config as osr_config
-from pipelines.services import broker as broker_service
-from pipelines.services import topics
-from pipelines.services.processes import find_free_port, port_open
+from pipelines.ops.services import broker as broker_service
+from pipelines.ops.services import topics
+from pipelines.ops.services.processes import find_free_port, port_open
 
 _ENV = ("OSR_HOME", "OSR_KAFKA_LIBS", "OSR_BROKER", "OSR_KAFKA_BOOTSTRAP", "OSR_KAFKA_CONTROLLER_PORT")
 

@@ -19,10 +19,11 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from pipelines import config
-from pipelines.services import airflow_local, dask_cluster, kafka_local, tansu_local, topics
-from pipelines.services import broker as broker_service
-from pipelines.services import cli as services_cli
-from pipelines.services.processes import Service, find_free_port, port_open, split_host_port
+from pipelines.contracts import TOPICS
+from pipelines.ops.services import airflow_local, dask_cluster, kafka_local, tansu_local, topics
+from pipelines.ops.services import broker as broker_service
+from pipelines.ops.commands import services as services_cli
+from pipelines.ops.services.processes import Service, find_free_port, port_open, split_host_port
 
 
 def _unique(prefix: str) -> str:
@@ -42,7 +43,7 @@ def _run_cli(*argv: str) -> int:
 def test_every_project_topic_exists_with_configured_partitions(broker):
     listed = topics.list_topics(broker)
     wanted = int(config.get("OSR_TOPIC_PARTITIONS"))
-    assert {t: listed.get(t) for t in config.TOPICS.all()} == {t: wanted for t in config.TOPICS.all()}
+    assert {t: listed.get(t) for t in TOPICS.all()} == {t: wanted for t in TOPICS.all()}
 
 
 def test_create_topics_is_idempotent_and_waits_for_metadata(broker):
@@ -111,7 +112,7 @@ def test_cli_status_topics_and_errors(broker, capsys, monkeypatch):
     assert f"{name}\t2" in capsys.readouterr().out
     assert _run_cli("topics", "list") == 0
     out = capsys.readouterr().out
-    assert f"{name}\t2" in out and config.TOPICS.all()[0] in out
+    assert f"{name}\t2" in out and TOPICS.all()[0] in out
     assert _run_cli("topics", "delete", name) == 0
 
     assert _run_cli("services", "up", "--only", "nonsense") == 2
@@ -177,7 +178,7 @@ def test_stop_frees_the_port_and_restart_keeps_working(broker):
     listed = topics.list_topics(broker)
     assert (kept in listed) == (kind == "kafka")
     topics.create_topics()
-    assert set(config.TOPICS.all()) <= set(topics.list_topics(broker))
+    assert set(TOPICS.all()) <= set(topics.list_topics(broker))
 
 
 # --- Dask -----------------------------------------------------------------------------------------

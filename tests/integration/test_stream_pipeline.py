@@ -11,13 +11,15 @@ import uuid
 
 import pytest
 
-from pipelines import nightly
-from pipelines import population as P
-from pipelines.lag import group_lag
-from pipelines.mainjob import FAUST_WORKER, SINK, start_sink, start_worker, wait_drained, wait_worker_ready
-from pipelines.population_store import load_population
-from pipelines.producer import produce_population
-from pipelines.services.processes import find_free_port
+from pipelines import config
+from pipelines.contracts import TOPICS
+from pipelines.reco import nightly
+from pipelines.synthetic import population as P
+from pipelines.ingest.lag import group_lag
+from pipelines.ops.demo import FAUST_WORKER, SINK, start_sink, start_worker, wait_drained, wait_worker_ready
+from pipelines.store.population_loader import load_population
+from pipelines.ingest.producer import produce_population
+from pipelines.ops.services.processes import find_free_port
 from pipelines.store.db import connect, migrate
 
 pytestmark = pytest.mark.integration
@@ -110,9 +112,9 @@ def test_faust_group_consumed_sensor_raw(streamed, broker):
     from confluent_kafka import Consumer, TopicPartition
 
     from pipelines import config
-    from pipelines.kafka_clients import consumer_config
+    from pipelines.ingest.kafka_clients import consumer_config
 
-    topic = config.topic(config.TOPICS.sensor_raw)
+    topic = config.topic(TOPICS.sensor_raw)
     assert sum(group_lag(streamed["app_id"], [topic]).values()) == 0
     c = Consumer(consumer_config(streamed["app_id"]))
     try:
@@ -125,7 +127,7 @@ def test_faust_group_consumed_sensor_raw(streamed, broker):
 
 def test_pushes_beat_state_blind_pushes(streamed):
     """The stream's pushes convert better (ground truth) than ALS top-1 pushed at random moments."""
-    from pipelines.lift import osr_lift
+    from pipelines.reco.lift import osr_lift
 
     con = connect(read_only=True)
     try:

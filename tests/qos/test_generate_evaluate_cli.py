@@ -1,11 +1,12 @@
-"""The synthetic generator, the evaluation protocol and `osr qos eval` (through pipelines.qos.cli.main)."""
+"""The synthetic generator, the evaluation protocol and `osr qos eval` (through pipelines.ops.commands.qos.main)."""
 
 import json
 
 import numpy as np
 import pytest
 
-from pipelines.qos import cli, data, evaluate, generate
+from pipelines.ops.commands import qos as cli
+from pipelines.qos import data, evaluate, generate
 from pipelines.qos.data import Locations
 
 HAVE_LISTS = (generate.wsdream_dir() / "wslist.txt.gz").exists()

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.qos import cli, data, generate, quality, refresh, store
+from pipelines.ops.commands import qos as cli
+from pipelines.qos import data, generate, quality, refresh, store
 from pipelines.qos.data import Locations
 from pipelines.store.db import connect, migrate
 

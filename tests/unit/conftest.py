@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipelines import config
-from pipelines.population import PopulationParams, generate
+from pipelines.synthetic.population import PopulationParams, generate
 
 #: Small enough that generating, filtering and loading it takes well under a second.
 TINY = PopulationParams(n_users=5, n_items=24, history_contexts_per_user=3, stream_contexts_per_user=2)
@@ -46,8 +46,8 @@ def propensity_model_str() -> str:
     import numpy as np
     import pandas as pd
 
-    from pipelines.features import NUMERIC_FEATURES
-    from pipelines.scoring import model_frame
+    from pipelines.online.features import NUMERIC_FEATURES
+    from pipelines.online.osr_score import model_frame
 
     rng = np.random.default_rng(0)
     n = 400
@@ -69,7 +69,7 @@ def snapshot_tables():
     """The six tables of a snapshot: u1 and u2 have top-N lists, everyone else gets popular items."""
     import pandas as pd
 
-    from pipelines.tuner import DEFAULT_RULES
+    from pipelines.online.tuner import DEFAULT_RULES
 
     items = pd.DataFrame({
         "item_id": ["i0", "i1", "i2", "i3", "i4", "i5"],

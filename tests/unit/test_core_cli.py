@@ -1,4 +1,4 @@
-"""pipelines.cli: `osr` and every subcommand answer --help; `osr config` lists every setting."""
+"""pipelines.ops.cli: `osr` and every subcommand answer --help; `osr config` lists every setting."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pipelines import config
-from pipelines.cli import build_parser, main
+from pipelines.ops.cli import build_parser, main
 
 
 def command_paths(parser: argparse.ArgumentParser, prefix=()) -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""pipelines.events: valid uploads pass, every corruption the producer makes is refused with a reason."""
+"""pipelines.ingest.validation: valid uploads pass, every corruption the producer makes is refused with a reason."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pipelines.events import deadletter_record, parse_sensor_event
-from pipelines.population import sensor_events
-from pipelines.producer import CORRUPTIONS, corrupt
+from pipelines.ingest.validation import deadletter_record, parse_sensor_event
+from pipelines.synthetic.population import sensor_events
+from pipelines.ingest.producer import CORRUPTIONS, corrupt
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""pipelines.features: the state vector from a filtered upload, checked against hand-computed values."""
+"""pipelines.online.features: the state vector from a filtered upload, checked against hand-computed values."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from pipelines.events import parse_sensor_event
-from pipelines.features import FEATURE_COLUMNS, NUMERIC_FEATURES, UNKNOWN_USER, state_features
+from pipelines.ingest.validation import parse_sensor_event
+from pipelines.online.features import FEATURE_COLUMNS, NUMERIC_FEATURES, UNKNOWN_USER, state_features
 from pipelines.filtering.kalman import filter_event
-from pipelines.population import sensor_events
+from pipelines.synthetic.population import sensor_events
 
 #: Monday 2026-11-16 08:00:00 UTC
 T0 = datetime(2026, 11, 16, 8, 0, tzinfo=timezone.utc).timestamp()

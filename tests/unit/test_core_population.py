@@ -1,4 +1,4 @@
-"""pipelines.population: seeded, state-dependent ground truth; pipelines.population_store: idempotent load."""
+"""pipelines.synthetic.population: seeded, state-dependent ground truth; pipelines.store.population_loader: idempotent load."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import population as P
-from pipelines.population_store import backfill_features, default_preferences, load_population
+from pipelines.synthetic import population as P
+from pipelines.store.population_loader import backfill_features, default_preferences, load_population
 from pipelines.store.db import connect, migrate, scalar
 
 FRAMES = ("users", "devices", "items", "stores", "interactions", "contexts")

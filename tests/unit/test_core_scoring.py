@@ -1,4 +1,4 @@
-"""pipelines.scoring: one entry per event, raw = preference x propensity, scaled into [0, 1], newcomers
+"""pipelines.online.osr_score: one entry per event, raw = preference x propensity, scaled into [0, 1], newcomers
 get the popular items."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import snapshot as snap
-from pipelines.features import NUMERIC_FEATURES
-from pipelines.scoring import ITEM_FEATURES, model_frame, score_batch
+from pipelines.online import snapshot as snap
+from pipelines.online.features import NUMERIC_FEATURES
+from pipelines.online.osr_score import ITEM_FEATURES, model_frame, score_batch
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""pipelines.sink: a polled batch lands in its tables, replays add nothing, undecodable values are
+"""pipelines.store.sink: a polled batch lands in its tables, replays add nothing, undecodable values are
 dead-lettered with a reason."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from pipelines import config
-from pipelines.events import deadletter_record
-from pipelines.features import FEATURE_COLUMNS, NUMERIC_FEATURES
-from pipelines.sink import SCORE_COLUMNS, SinkStats, routes, scores_frame, write_batch
+from pipelines.contracts import TOPICS
+from pipelines.ingest.validation import deadletter_record
+from pipelines.online.features import FEATURE_COLUMNS, NUMERIC_FEATURES
+from pipelines.store.sink import SCORE_COLUMNS, SinkStats, routes, scores_frame, write_batch
 from pipelines.store.db import connect, migrate, scalar
 
 TS = 1_795_000_000.0
@@ -42,6 +43,7 @@ def feature(event_id: str) -> dict:
     row = {"event_id": event_id, "user_id": "u1", "device_id": "u1-watch", "device_type": "watch", "ts": TS,
            "source": "stream", "n_readings": 60, "spikes_rejected": 1}
     row.update({c: 1.5 for c in NUMERIC_FEATURES})
+    row.update(hour_of_day=8, day_of_week=2)  # integers in the FeatureRow contract
     row["dist_work_m"] = None
     return row
 
@@ -60,7 +62,7 @@ def notification(event_id: str, item_id: str = "i1") -> dict:
 
 def msg(topic_attr: str, value, offset: int, partition: int = 0) -> FakeMessage:
     body = value if isinstance(value, (bytes, type(None))) else json.dumps(value).encode()
-    return FakeMessage(config.topic(getattr(config.TOPICS, topic_attr)), body, partition, offset)
+    return FakeMessage(config.topic(getattr(TOPICS, topic_attr)), body, partition, offset)
 
 
 @pytest.fixture

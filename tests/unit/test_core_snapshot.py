@@ -1,11 +1,11 @@
-"""pipelines.snapshot: complete snapshots only, never-reused ids, an atomic LIVE pointer, hot reload."""
+"""pipelines.online.snapshot: complete snapshots only, never-reused ids, an atomic LIVE pointer, hot reload."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipelines import snapshot as snap
+from pipelines.online import snapshot as snap
 
 
 def write(model_id, tables, model_str, meta, root):

@@ -1,4 +1,4 @@
-"""pipelines.tuner: rule precedence and the push decision (threshold, gap, cap, quiet hours, opt-out)."""
+"""pipelines.online.tuner: rule precedence and the push decision (threshold, gap, cap, quiet hours, opt-out)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import pandas as pd
 import pytest
 
-from pipelines.tuner import DEFAULT_DAILY_CAP, DEFAULT_RULES, RuleBook, decide
+from pipelines.online.tuner import DEFAULT_DAILY_CAP, DEFAULT_RULES, RuleBook, decide
 
 ALL_SCOPES = [
     ("user_item", "u1|i1", 0.9, 10.0),

@@ -8,8 +8,11 @@ the Java client) would choose, so the Faust tables stay co-partitioned with inpu
 from __future__ import annotations
 
 import json
+import logging
+import socket
 
 from pipelines import config
+from pipelines.contracts import TOPICS
 
 
 def producer_config(**extra) -> dict:
@@ -40,7 +43,25 @@ def announce_model(model_id: str, snapshot_path: str, timeout: float = 10.0) -> 
     from confluent_kafka import Producer
 
     p = Producer(producer_config())
-    p.produce(config.topic(config.TOPICS.control_models), key=b"live",
+    p.produce(config.topic(TOPICS.control_models), key=b"live",
               value=json.dumps({"model_id": model_id, "snapshot": snapshot_path}).encode())
     if p.flush(timeout) > 0:
         raise RuntimeError(f"could not announce model {model_id} on the control topic within {timeout} s")
+
+
+def broker_answers(bootstrap: str | None = None, timeout: float = 2.0) -> bool:
+    """True when a Kafka AdminClient gets cluster metadata naming at least one broker."""
+    from confluent_kafka.admin import AdminClient  # imported late: checks without a broker stay cheap
+
+    bootstrap = bootstrap or config.get("OSR_KAFKA_BOOTSTRAP")
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=min(timeout, 1.0)):
+            pass
+    except (OSError, ValueError):
+        return False
+    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logging.getLogger("pipelines.kafka")})
+    try:
+        return bool(admin.list_topics(timeout=timeout).brokers)
+    except Exception:  # KafkaException while the broker is still coming up
+        return False

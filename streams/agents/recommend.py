@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from pipelines.scoring import score_batch
-from pipelines.tuner import RuleBook, decide
-from streams.app import app, live_snapshot, notifications, osr_scores, state_features, tuner_states
+from pipelines.online.osr_score import score_batch
+from pipelines.online.tuner import TunerStage
+from streams.app import app
+from streams.topics import live_snapshot, notifications, osr_scores, state_features, tuner_states
 
-_rulebooks: dict[str, RuleBook] = {}
+tuner = TunerStage()
 
 
 @app.agent(state_features)
 async def score(stream):
     """Score micro-batches: one model call per batch, not per event (Faust's per-message cost dominates)."""
     async for batch in stream.take(200, within=0.3):
-        snap = live_snapshot.refresh()
-        for scored in score_batch(batch, snap):
+        for scored in score_batch(batch, live_snapshot.refresh()):
             await osr_scores.send(key=scored["user_id"].encode(), value=scored)
 
 
@@ -22,12 +22,7 @@ async def score(stream):
 async def tune(stream):
     """The Notification Frequency Tuner: at most one approved push per scored event."""
     async for scored in stream:
-        snap = live_snapshot.refresh()
-        rules = _rulebooks.get(snap.model_id)
-        if rules is None:
-            rules = _rulebooks[snap.model_id] = RuleBook(snap.rules)
         uid = scored["user_id"]
-        note, _reason, state = decide(scored, rules, snap.preferences.get(uid), dict(tuner_states[uid]))
-        tuner_states[uid] = state
+        note, _reason, tuner_states[uid] = tuner.decide(scored, live_snapshot.refresh(), dict(tuner_states[uid]))
         if note is not None:
             await notifications.send(key=uid.encode(), value=note)

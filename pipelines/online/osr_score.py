@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from pipelines.features import NUMERIC_FEATURES
+from pipelines.contracts import STATE_VECTOR as NUMERIC_FEATURES
+from pipelines.contracts import FeatureRow, ScoredEvent
 
 #: Item attributes the propensity model sees next to the state vector.
 ITEM_FEATURES = ["category", "price", "offer_type"]
@@ -40,7 +41,7 @@ def model_frame(rows: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Data
     return X
 
 
-def candidates_frame(feature_rows: list[dict], snapshot) -> pd.DataFrame:
+def candidates_frame(feature_rows: list[FeatureRow], snapshot) -> pd.DataFrame:
     """One row per (feature row, candidate item): the person's top-N, or popular items for newcomers."""
     cands = [snapshot.topn.get(f["user_id"], snapshot.popular) for f in feature_rows]
     sizes = np.array([len(c[0]) for c in cands])
@@ -51,7 +52,7 @@ def candidates_frame(feature_rows: list[dict], snapshot) -> pd.DataFrame:
     return df.join(snapshot.items[ITEM_FEATURES], on="item_id")
 
 
-def score_batch(feature_rows: list[dict], snapshot, combine: str = "product") -> list[dict]:
+def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "product") -> list[ScoredEvent]:
     """Score every candidate of every feature row; returns one dict per event with its scored candidates."""
     if not feature_rows:
         return []

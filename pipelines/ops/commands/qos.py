@@ -1,6 +1,6 @@
 """`osr qos ...`: evaluate, generate, ingest and refresh QoS predictions.
 
-The lead's `osr` CLI mounts this with `register(subparsers)`; `python -m pipelines.qos.cli`
+The lead's `osr` CLI mounts this with `register(subparsers)`; `python -m pipelines.ops.commands.qos`
 runs the same commands on their own.
 """
 

@@ -15,12 +15,12 @@ import sys
 from pipelines import config
 
 #: Modules that add their own subcommands through `register(subparsers)`.
-PLUGINS = ("pipelines.services.cli", "pipelines.filtering.cli", "pipelines.recsys.cli", "pipelines.propensity.cli",
-           "pipelines.qos.cli")
+PLUGINS = ("pipelines.ops.commands.services", "pipelines.ops.commands.filtering", "pipelines.ops.commands.recsys",
+           "pipelines.ops.commands.propensity", "pipelines.ops.commands.qos")
 
 
 def _population_args(p: argparse.ArgumentParser) -> None:
-    from pipelines.population import PopulationParams
+    from pipelines.synthetic.population import PopulationParams
 
     d = PopulationParams()
     p.add_argument("--users", type=int, default=d.n_users, help=f"people (default {d.n_users})")
@@ -33,7 +33,7 @@ def _population_args(p: argparse.ArgumentParser) -> None:
 
 
 def _population_params(args):
-    from pipelines.population import PopulationParams
+    from pipelines.synthetic.population import PopulationParams
 
     return PopulationParams(n_users=args.users, n_items=args.items, stream_contexts_per_user=args.moments,
                             history_contexts_per_user=args.history, seed=args.seed)
@@ -80,8 +80,8 @@ def cmd_query(args) -> int:
 
 
 def cmd_populate(args) -> int:
-    from pipelines import population as P
-    from pipelines.population_store import load_population
+    from pipelines.synthetic import population as P
+    from pipelines.store.population_loader import load_population
     from pipelines.store.db import connect, migrate
 
     con = connect()
@@ -94,11 +94,11 @@ def cmd_populate(args) -> int:
 
 
 def cmd_nightly(args) -> int:
-    from pipelines import nightly
+    from pipelines.reco import nightly
 
     report = nightly.run_all(algorithm=args.algorithm, rank=args.rank, reg=args.reg, iterations=args.iterations)
     if args.announce:
-        from pipelines.kafka_clients import announce_model
+        from pipelines.ingest.kafka_clients import announce_model
 
         announce_model(report["model_id"], report["published"]["snapshot"])
     print(json.dumps(report, indent=2, default=str))
@@ -106,7 +106,7 @@ def cmd_nightly(args) -> int:
 
 
 def cmd_sink(args) -> int:
-    from pipelines.sink import run_sink
+    from pipelines.store.sink import run_sink
 
     stats = run_sink(idle_exit_s=args.idle_exit, max_runtime_s=args.max_runtime,
                      on_progress=lambda s: print(f"sink: {s.messages} -> new rows {s.new_rows}", flush=True))
@@ -115,8 +115,8 @@ def cmd_sink(args) -> int:
 
 
 def cmd_produce(args) -> int:
-    from pipelines import population as P
-    from pipelines.producer import produce_population
+    from pipelines.synthetic import population as P
+    from pipelines.ingest.producer import produce_population
 
     r = produce_population(P.generate(_population_params(args)), args.malformed_share, limit=args.limit,
                            on_progress=lambda r: print(f"  sent {r.total}", flush=True))
@@ -130,7 +130,7 @@ def cmd_worker(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from pipelines.mainjob import print_summary, run_demo
+    from pipelines.ops.demo import print_summary, run_demo
 
     rep = run_demo(_population_params(args), malformed_share=args.malformed_share,
                    drain_timeout=args.drain_timeout, keep_services=args.keep_services)
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     _population_args(p)
     p.set_defaults(func=cmd_populate)
 
-    from pipelines.nightly import DEFAULTS, PREFERENCE_ALGORITHMS
+    from pipelines.reco.nightly import DEFAULTS, PREFERENCE_ALGORITHMS
 
     p = sub.add_parser("nightly", help="run the nightly retrain once, in-process (the DAG's task functions)")
     p.add_argument("--algorithm", choices=PREFERENCE_ALGORITHMS, default="implicit_als",

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipelines import config
-from pipelines.kafka_clients import producer_config
-from pipelines.population import Population, sensor_events
+from pipelines.contracts import TOPICS
+from pipelines.ingest.kafka_clients import producer_config
+from pipelines.synthetic.population import Population, sensor_events
 
 #: The ways a device or a buggy client breaks an upload; each must be dead-lettered.
 CORRUPTIONS = ("not_json", "missing_field", "length_mismatch", "non_finite", "hr_out_of_range",
@@ -64,7 +65,7 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
 
     rng = np.random.default_rng(seed)
     producer = Producer(producer_config())
-    topic = config.topic(config.TOPICS.sensor_raw)
+    topic = config.topic(TOPICS.sensor_raw)
     report = ProduceReport()
     errors: list[str] = []
 

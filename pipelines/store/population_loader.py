@@ -8,11 +8,11 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipelines import population as P
-from pipelines.features import FEATURE_COLUMNS, state_features
+from pipelines.synthetic import population as P
+from pipelines.online.features import FEATURE_COLUMNS, state_features
 from pipelines.filtering.kalman import filter_event
 from pipelines.store.db import upsert_ignore
-from pipelines.tuner import DEFAULT_RULES
+from pipelines.online.tuner import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 
+from pipelines.contracts import DeadLetter, Upload
+
 DEVICE_TYPES = ("phone", "watch")
 MAX_READINGS = 3600
 MIN_READINGS = 2
@@ -22,7 +24,7 @@ def _finite_numbers(values) -> bool:
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
 
 
-def parse_sensor_event(raw: bytes | str | dict) -> tuple[dict | None, str | None]:
+def parse_sensor_event(raw: bytes | str | dict) -> tuple[Upload | None, str | None]:
     """Return (event, None) for a valid upload, or (None, reason) for a bad one."""
     if isinstance(raw, dict):
         event = raw
@@ -71,7 +73,7 @@ def parse_sensor_event(raw: bytes | str | dict) -> tuple[dict | None, str | None
     return event, None
 
 
-def deadletter_record(raw: bytes | str, reason: str, source: str) -> dict:
+def deadletter_record(raw: bytes | str, reason: str, source: str) -> DeadLetter:
     """The message sent to the dead-letter topic: the reason, where it came from, and the payload as received."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
     event_id = None

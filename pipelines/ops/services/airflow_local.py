@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipelines import config
-from pipelines.services.processes import Service, ServiceError, port_open, wait_until
+from pipelines.ops.services.processes import Service, ServiceError, port_open, wait_until
 
 #: The four components in the background, each with its own log ($1 = log folder). On SIGTERM (sent to the
 #: whole group by stop()) the shell waits for its children, so they are reaped, and exits last.

@@ -19,10 +19,11 @@ import numpy as np
 import pandas as pd
 
 from pipelines import config
-from pipelines import snapshot as snap
+from pipelines.contracts import TOPICS
+from pipelines.online import snapshot as snap
 from pipelines.quality import suites
 from pipelines.quality.gate import require
-from pipelines.scoring import CATEGORICAL, MODEL_FEATURES, model_frame, score_batch
+from pipelines.online.osr_score import CATEGORICAL, MODEL_FEATURES, model_frame, score_batch
 from pipelines.store.db import connect, migrate, run_sql_file, scalar
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def _reference_tables(con) -> dict[str, pd.DataFrame]:
     ).df()
     rules = con.execute("SELECT * FROM tuner.rules").df()
     if rules.empty:
-        from pipelines.tuner import DEFAULT_RULES
+        from pipelines.online.tuner import DEFAULT_RULES
         rules = DEFAULT_RULES.copy()
     return {
         "items": items,
@@ -337,15 +338,14 @@ def run_all(db_path: str | None = None, algorithm: str = "implicit_als", **param
 def announce(published: dict) -> str:
     """Announce the live model on control.models when a broker answers; otherwise say so (workers
     still pick up the LIVE pointer within seconds)."""
-    from pipelines.kafka_clients import announce_model
-    from pipelines.services.kafka_local import answers
+    from pipelines.ingest.kafka_clients import announce_model, broker_answers
 
     bootstrap = config.get("OSR_KAFKA_BOOTSTRAP")
-    if not answers(bootstrap):
+    if not broker_answers(bootstrap):
         msg = f"no broker answers at {bootstrap}: not announced; workers will notice the LIVE pointer"
         log.warning(msg)
         return msg
     if not published.get("promoted", True):
         return f"{published['model_id']} was not promoted ({published.get('reason')}); nothing to announce"
     announce_model(published["model_id"], published["snapshot"])
-    return f"announced {published['model_id']} on {config.topic(config.TOPICS.control_models)}"
+    return f"announced {published['model_id']} on {config.topic(TOPICS.control_models)}"

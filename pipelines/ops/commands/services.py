@@ -1,7 +1,7 @@
 """`osr services ...` and `osr topics ...`: start, stop and inspect the local services; manage topics.
 
 `register(subparsers)` plugs both into the project's `osr` command; `main()` runs them
-alone (`python -m pipelines.services.cli services up`), e.g. from infra/services.sh.
+alone (`python -m pipelines.ops.commands.services services up`), e.g. from infra/services.sh.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import sys
 from confluent_kafka import KafkaException
 
 from pipelines import config
-from pipelines.services import airflow_local, broker, dask_cluster, topics
-from pipelines.services.processes import ServiceError
+from pipelines.contracts import TOPICS
+from pipelines.ops.services import airflow_local, broker, dask_cluster, topics
+from pipelines.ops.services.processes import ServiceError
 
 #: What `--only` accepts; kafka/tansu are aliases of "broker" (OSR_BROKER decides which broker runs).
 SERVICES = ("broker", "airflow", "dask")
@@ -139,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc_sub = svc.add_subparsers(dest="services_command", required=True, metavar="{up,down,status}")
     up = svc_sub.add_parser("up", help="start services and wait until they answer",
                             description="Start services and wait until each answers (OSR_SERVICE_TIMEOUT seconds "
-                                        "at most). Default: the broker plus every topic of config.TOPICS.")
+                                        "at most). Default: the broker plus every topic of TOPICS.")
     up.add_argument("--only", metavar="LIST", help=only_help + " (default: kafka)")
     up.add_argument("--fresh", action="store_true",
                     help="discard the local Apache Kafka broker's data before starting (only when it is down)")
@@ -155,16 +156,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     st.set_defaults(func=_guarded(_services_status))
 
     top = subparsers.add_parser("topics", help="create, list or delete the stream topics on OSR_KAFKA_BOOTSTRAP",
-                                description="Stream topics (config.TOPICS, with OSR_TOPIC_PREFIX). Create them "
+                                description="Stream topics (TOPICS, with OSR_TOPIC_PREFIX). Create them "
                                             "before any consumer subscribes: a confluent-kafka consumer that "
                                             "subscribes to a missing topic does not look again for 300 s.")
     top_sub = top.add_subparsers(dest="topics_command", required=True, metavar="{create,list,delete}")
-    cr = top_sub.add_parser("create", help="create every topic of config.TOPICS (plus NAMEs) and wait until listed",
+    cr = top_sub.add_parser("create", help="create every topic of TOPICS (plus NAMEs) and wait until listed",
                             description="Idempotent: existing topics with the right partition count are fine; "
                                         "another count is an error.")
     cr.add_argument("names", nargs="*", metavar="NAME", help="extra topics to create")
     cr.add_argument("--partitions", type=int, help="partitions per topic (default: OSR_TOPIC_PARTITIONS)")
-    cr.add_argument("--no-defaults", action="store_true", help="create only the NAMEs, not config.TOPICS")
+    cr.add_argument("--no-defaults", action="store_true", help="create only the NAMEs, not TOPICS")
     cr.set_defaults(func=_guarded(_topics_create))
     ls = top_sub.add_parser("list", help="list topics and their partition counts")
     ls.set_defaults(func=_guarded(_topics_list))

@@ -9,7 +9,7 @@ Known bugs of tansu 0.6.0 (measured, see STACK-NOTES; Apache Kafka has neither):
      records (it reports the batch's first offset + 1, e.g. 901 when 1,000 are readable),
      so `auto.offset.reset=latest`, lag figures and changelog recovery can be short;
   2. auto-created topics always get 4 partitions, whatever was asked — pre-create every
-     topic (pipelines.services.topics.create_topics) before anything produces or subscribes.
+     topic (pipelines.ops.services.topics.create_topics) before anything produces or subscribes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 
 from pipelines import config
-from pipelines.services.kafka_local import LOCAL_HOSTS, answers, broker_status
-from pipelines.services.processes import Service, ServiceError, port_open, split_host_port, wait_until
+from pipelines.ops.services.kafka_local import LOCAL_HOSTS, answers, broker_status
+from pipelines.ops.services.processes import Service, ServiceError, port_open, split_host_port, wait_until
 
 #: tansu reads these from the environment as defaults for its flags; we pass flags, and drop them so a
 #: stray variable in the caller's shell cannot change the broker.

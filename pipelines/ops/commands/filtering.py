@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from pipelines.filtering.kalman import filter_event
-from pipelines.filtering.scoring import filtering_error
+from pipelines.filtering.accuracy import filtering_error
 from pipelines.filtering.simulate import simulate_trace
 
 

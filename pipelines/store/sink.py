@@ -20,17 +20,22 @@ from datetime import datetime, timezone
 import pandas as pd
 
 from pipelines import config
-from pipelines.features import FEATURE_COLUMNS
-from pipelines.kafka_clients import consumer_config
+from pipelines.contracts import TOPICS
+from pipelines.contracts import (DeadLetter, FeatureRow, Notification, ScoredEvent, ScoredItem, fields,
+                                 problem)
+from pipelines.ingest.kafka_clients import consumer_config
 from pipelines.store.db import connect, migrate, upsert_ignore
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = ["score_id", "event_id", "user_id", "item_id", "category", "ts", "preference", "propensity",
-                 "raw_score", "osr_score", "model_id"]
-NOTIFICATION_COLUMNS = ["notification_id", "event_id", "user_id", "item_id", "category", "ts", "osr_score",
-                        "threshold", "rule_scope", "model_id"]
-DEADLETTER_COLUMNS = ["deadletter_id", "event_id", "reason", "payload", "received_at"]
+# Table columns, derived from the message contracts (pipelines.contracts); the DDL in
+# sql/migrations/001 is held to them by tests/unit/test_contracts.py.
+FEATURE_COLUMNS = fields(FeatureRow)
+#: One row per candidate: the key, the moment's fields (without the nested list), the item's fields.
+SCORE_COLUMNS = ["score_id", *[f for f in fields(ScoredEvent) if f != "scores"], *fields(ScoredItem)]
+NOTIFICATION_COLUMNS = fields(Notification)
+#: The source (topic:partition:offset) is the key; the sink adds when it stored the letter.
+DEADLETTER_COLUMNS = ["deadletter_id", *[f for f in fields(DeadLetter) if f != "source"], "received_at"]
 
 
 def _to_ts(df: pd.DataFrame) -> pd.DataFrame:
@@ -55,52 +60,35 @@ def notifications_frame(values: list[dict]) -> pd.DataFrame:
 
 def deadletter_frame(values: list[dict]) -> pd.DataFrame:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    rows = [{"deadletter_id": v["source"], "event_id": v.get("event_id"), "reason": v["reason"],
-             "payload": v.get("payload"), "received_at": now} for v in values]
+    rows = [{**{f: v.get(f) for f in fields(DeadLetter)}, "deadletter_id": v["source"], "received_at": now}
+            for v in values]
     return pd.DataFrame(rows, columns=DEADLETTER_COLUMNS)
 
 
 @dataclass(frozen=True)
 class Route:
+    """Where one topic's messages land: the table, its key, the converter, and the message contract."""
+
     table: str
     key: list[str]
     frame: object
-    required: tuple[str, ...] = ()  # fields that must be present and not null (the table's NOT NULL columns)
-    nested: str | None = None  # a list field whose every element must carry `nested_required`
-    nested_required: tuple[str, ...] = ()
+    contract: type
 
     def problem(self, value) -> str | None:
         """Why `value` cannot be stored in this route's table, or None."""
-        if not isinstance(value, dict):
-            return f"expected a JSON object, got {type(value).__name__}"
-        missing = [f for f in self.required if value.get(f) is None]
-        if missing:
-            return f"missing {missing}"
-        if self.nested:
-            items = value.get(self.nested)
-            if not isinstance(items, list):
-                return f"{self.nested!r} is not a list"
-            for it in items:
-                if not isinstance(it, dict) or any(it.get(f) is None for f in self.nested_required):
-                    return f"an element of {self.nested!r} lacks one of {list(self.nested_required)}"
-        return None
+        return problem(self.contract, value)
 
 
 def routes() -> dict[str, Route]:
-    """Topic -> (table, primary key, converter). Why here: one place says where each stream result lands."""
-    t = config.TOPICS
+    """Topic -> (table, primary key, converter, contract). Why here: one place says where each stream result lands."""
+    t = TOPICS
     return {
-        config.topic(t.state_features): Route(
-            "features.state_features", ["event_id"], features_frame,
-            ("event_id", "user_id", "device_id", "device_type", "ts", "source")),
-        config.topic(t.osr_scores): Route(
-            "stream.osr_scores", ["score_id"], scores_frame, ("event_id", "user_id", "ts", "model_id"),
-            "scores", ("item_id", "category", "preference", "propensity", "raw_score", "osr_score")),
-        config.topic(t.notifications): Route(
-            "stream.notifications", ["notification_id"], notifications_frame,
-            tuple(NOTIFICATION_COLUMNS)),
-        config.topic(t.sensor_deadletter): Route(
-            "stream.deadletter", ["deadletter_id"], deadletter_frame, ("source", "reason")),
+        config.topic(t.state_features): Route("features.state_features", ["event_id"], features_frame, FeatureRow),
+        config.topic(t.osr_scores): Route("stream.osr_scores", ["score_id"], scores_frame, ScoredEvent),
+        config.topic(t.notifications): Route("stream.notifications", ["notification_id"], notifications_frame,
+                                             Notification),
+        config.topic(t.sensor_deadletter): Route("stream.deadletter", ["deadletter_id"], deadletter_frame,
+                                                 DeadLetter),
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
-from pipelines import nightly
+from pipelines.reco import nightly
 
 
 @task

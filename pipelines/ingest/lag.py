@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from confluent_kafka import Consumer, TopicPartition
 
-from pipelines.kafka_clients import consumer_config
+from pipelines.ingest.kafka_clients import consumer_config
 
 
 def group_lag(group_id: str, topics: list[str], timeout: float = 10.0) -> dict[str, int]:

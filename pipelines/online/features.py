@@ -11,13 +11,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-#: The state vector, in the order models see it.
-NUMERIC_FEATURES = [
-    "speed_mps", "heading_deg", "dist_home_m", "dist_work_m", "dist_store_m",
-    "hr_pct_peak", "hr_rate_bpm_per_min", "activity", "hour_of_day", "day_of_week",
-]
-FEATURE_COLUMNS = ["event_id", "user_id", "device_id", "device_type", "ts", "source", *NUMERIC_FEATURES,
-                   "n_readings", "spikes_rejected"]
+from pipelines.contracts import STATE_VECTOR, FeatureRow, FilteredUpload, fields
+
+#: The state vector, in the order models see it (declared once, in pipelines.contracts.FeatureRow).
+NUMERIC_FEATURES = STATE_VECTOR
+FEATURE_COLUMNS = fields(FeatureRow)
 
 
 #: Stand-in for a person the snapshot does not know yet (NaN destinations, a typical peak heart rate).
@@ -37,10 +35,10 @@ def _slope_per_minute(ts: np.ndarray, v: np.ndarray) -> float:
     return float(((t - tm) * (v - v.mean())).sum() / denom) if denom > 0 else 0.0
 
 
-def state_features(filtered: dict, user: dict, stores_xy: np.ndarray, source: str = "stream") -> dict:
+def state_features(filtered: FilteredUpload, user: dict | None, stores_xy: np.ndarray,
+                   source: str = "stream") -> FeatureRow:
     """One feature row from a filtered upload.
 
-    filtered: {event_id, user_id, device_id, device_type, ts[], x[], y[], vx[], vy[], hr[], acc[], spikes_rejected}
     user: {home_x, home_y, work_x, work_y, peak_hr}, or None for a person not in the snapshot yet
     (distances to home/work are then unknown and the peak heart rate is a population default);
     stores_xy: (n, 2) store positions.

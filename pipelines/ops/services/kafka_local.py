@@ -22,7 +22,8 @@ from pathlib import Path
 from string import Template
 
 from pipelines import config
-from pipelines.services.processes import Service, ServiceError, port_open, split_host_port, wait_until
+from pipelines.ingest.kafka_clients import broker_answers
+from pipelines.ops.services.processes import Service, ServiceError, port_open, split_host_port, wait_until
 
 INFRA_DIR = config.PROJECT_ROOT / "infra" / "kafka"
 POM = INFRA_DIR / "pom.xml"
@@ -186,16 +187,7 @@ def format_storage() -> bool:
 
 def answers(bootstrap: str, timeout: float = 2.0) -> bool:
     """True when a Kafka AdminClient gets cluster metadata naming at least one broker."""
-    from confluent_kafka.admin import AdminClient  # imported late: status checks without a broker stay cheap
-
-    host, port = split_host_port(bootstrap)
-    if not port_open(host, port):
-        return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "logger": logging.getLogger("pipelines.services.kafka")})
-    try:
-        return bool(admin.list_topics(timeout=timeout).brokers)
-    except Exception:  # KafkaException while the broker is still coming up
-        return False
+    return broker_answers(bootstrap, timeout)
 
 
 def start(progress: Callable[[str], None] | None = None, timeout: float | None = None, fresh: bool = False) -> dict:

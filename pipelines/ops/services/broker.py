@@ -1,7 +1,7 @@
 """The Kafka-compatible broker the platform talks to, chosen by OSR_BROKER.
 
-kafka    — a local Apache Kafka 4 broker (pipelines.services.kafka_local), the reference;
-tansu    — a local tansu broker (pipelines.services.tansu_local), light but with known bugs;
+kafka    — a local Apache Kafka 4 broker (pipelines.ops.services.kafka_local), the reference;
+tansu    — a local tansu broker (pipelines.ops.services.tansu_local), light but with known bugs;
 external — someone else's broker at OSR_KAFKA_BOOTSTRAP: we start and stop nothing, only check it answers.
 """
 
@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 
 from pipelines import config
-from pipelines.services import kafka_local, tansu_local
-from pipelines.services.kafka_local import answers
-from pipelines.services.processes import ServiceError, wait_until
+from pipelines.ops.services import kafka_local, tansu_local
+from pipelines.ops.services.kafka_local import answers
+from pipelines.ops.services.processes import ServiceError, wait_until
 
 KINDS = ("kafka", "tansu", "external")
 

@@ -14,13 +14,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from pipelines import config, nightly
-from pipelines import population as P
-from pipelines.lag import group_lag
-from pipelines.population_store import load_population
-from pipelines.producer import produce_population
-from pipelines.services import broker, topics
-from pipelines.services.processes import Service, ServiceError, port_open, wait_until
+from pipelines import config
+from pipelines.contracts import TOPICS
+from pipelines.reco import nightly
+from pipelines.synthetic import population as P
+from pipelines.ingest.lag import group_lag
+from pipelines.store.population_loader import load_population
+from pipelines.ingest.producer import produce_population
+from pipelines.ops.services import broker, topics
+from pipelines.ops.services.processes import Service, ServiceError, port_open, wait_until
 from pipelines.store.db import connect, migrate, run_sql_file
 
 class FaustWorkerService(Service):
@@ -36,7 +38,7 @@ class FaustWorkerService(Service):
 
 
 FAUST_WORKER = FaustWorkerService("faust-worker", ("faust", "streams.app", "worker"))
-SINK = Service("sink", ("pipelines.cli", "sink"))
+SINK = Service("sink", ("pipelines.ops.cli", "sink"))
 SINK_GROUP = "osr-sink"
 
 
@@ -74,12 +76,12 @@ def wait_worker_ready(pid: int, timeout: float = 120.0, progress=say) -> None:
 
 
 def start_sink() -> int:
-    return SINK.start([sys.executable, "-m", "pipelines.cli", "sink"], cwd=config.PROJECT_ROOT)
+    return SINK.start([sys.executable, "-m", "pipelines.ops.cli", "sink"], cwd=config.PROJECT_ROOT)
 
 
 def stream_groups() -> dict[str, list[str]]:
     """Every consumer group of the stream and the topics it must drain."""
-    t, q = config.TOPICS, config.topic
+    t, q = TOPICS, config.topic
     return {
         config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw), q(t.sensor_filtered), q(t.state_features),
                                          q(t.osr_scores)],
@@ -183,7 +185,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
             say("broker: " + broker.stop())
     rep.counts, rep.top_notifications = summarize(run_id)
     if rep.counts.get("notifications"):
-        from pipelines.lift import osr_lift
+        from pipelines.reco.lift import osr_lift
 
         con = connect(read_only=True)
         try:

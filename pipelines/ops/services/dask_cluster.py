@@ -1,61 +1,20 @@
-"""Dask for batch jobs: a client to OSR_DASK_SCHEDULER if set, else a throw-away LocalCluster.
+"""A long-lived local Dask scheduler + workers (`osr services up --only dask`).
 
-Why both: on one machine a LocalCluster started per job (~1 s) is simplest; on a real
-cluster (or with `osr services up --only dask`) jobs connect to a long-lived scheduler
-by address, with no code change. Workers are processes with one thread each, so
-pandas/numpy work runs in parallel without GIL contention.
+Batch jobs reach it through `pipelines.recsys.cluster.dask_client` by setting
+OSR_DASK_SCHEDULER to the address this prints; without it they start a LocalCluster.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 from pipelines import config
-from pipelines.services.processes import Service, ServiceError, port_open, wait_until
+from pipelines.recsys.cluster import HTTP_ADDRESS, dask_client  # noqa: F401  (re-exported for operators)
+from pipelines.ops.services.processes import Service, ServiceError, port_open, wait_until
 
-
-#: Where schedulers and workers serve HTTP (health, metrics, the dashboard when bokeh is installed).
-#: distributed always starts that server; left alone it binds every interface (the scheduler on 8787).
-HTTP_ADDRESS = "127.0.0.1:0"
-
-
-@contextmanager
-def dask_client(n_workers: int | None = None, timeout: float = 30.0) -> Iterator["distributed.Client"]:  # noqa: F821
-    """A distributed.Client, closed on exit (and its LocalCluster too, when one was started here)."""
-    from distributed import Client, LocalCluster
-
-    address = config.get("OSR_DASK_SCHEDULER").strip()
-    if address:
-        client = Client(address, timeout=timeout)
-        try:
-            yield client
-        finally:
-            client.close()
-        return
-    cluster = LocalCluster(
-        n_workers=int(n_workers if n_workers is not None else config.get("OSR_DASK_WORKERS")),
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=HTTP_ADDRESS,
-        worker_dashboard_address=HTTP_ADDRESS if importlib.util.find_spec("bokeh") else None,
-    )
-    try:
-        client = Client(cluster, timeout=timeout)
-        try:
-            yield client
-        finally:
-            client.close()
-    finally:
-        cluster.close()
-
-
-# --- a long-lived local scheduler + workers (`osr services up --only dask`) -------------------------
 
 def scheduler_address() -> str:
     return f"tcp://127.0.0.1:{int(config.get('OSR_DASK_PORT'))}"

@@ -16,10 +16,11 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines import config
-from pipelines.services.processes import ServiceError, port_open, split_host_port
+from pipelines.contracts import TOPICS
+from pipelines.ops.services.processes import ServiceError, port_open, split_host_port
 
 #: librdkafka's own log lines go here (quiet unless logging is configured) instead of flooding stderr.
-_LOG = logging.getLogger("pipelines.services.kafka")
+_LOG = logging.getLogger("pipelines.ops.services.kafka")
 
 
 class TopicMismatch(ServiceError):
@@ -49,14 +50,14 @@ def create_topics(
     timeout: float = 30.0,
     include_defaults: bool = True,
 ) -> dict[str, int]:
-    """Create every topic of config.TOPICS (unless include_defaults=False) plus `names`; wait until all are listed.
+    """Create every topic of TOPICS (unless include_defaults=False) plus `names`; wait until all are listed.
 
     Idempotent: existing topics with the right partition count are fine; one with another
     count raises TopicMismatch (delete it, or change OSR_TOPIC_PARTITIONS). Replication factor
     OSR_TOPIC_REPLICATION (1 locally).
     Returns {topic: partitions} for the topics asked for, read back from broker metadata.
     """
-    wanted = list(dict.fromkeys([*(config.TOPICS.all() if include_defaults else []), *(names or [])]))
+    wanted = list(dict.fromkeys([*(TOPICS.all() if include_defaults else []), *(names or [])]))
     if not wanted:
         return {}
     count = int(partitions if partitions is not None else config.get("OSR_TOPIC_PARTITIONS"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipelines.population import Population
+from pipelines.synthetic.population import Population
 
 
 def osr_lift(con, pop: Population, seed: int = 0, baseline_draws: int = 20) -> dict:

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+from pipelines.contracts import Notification, ScoredEvent
+
 SCOPE_ORDER = ("user_item", "user", "item", "class", "global")
 
 #: Product defaults, loaded into tuner.rules with a population. OSR scores are min-max scaled
@@ -63,10 +65,10 @@ def _in_quiet_hours(hour: int, start, end) -> bool:
     return start <= hour < end if start < end else (hour >= start or hour < end)
 
 
-def decide(scored: dict, rules: RuleBook, prefs: dict | None, state: dict | None) -> tuple[dict | None, str, dict]:
+def decide(scored: ScoredEvent, rules: RuleBook, prefs: dict | None,
+           state: dict | None) -> tuple[Notification | None, str, dict]:
     """(notification or None, reason, new state) for one scored event.
 
-    scored: {event_id, user_id, ts, model_id, scores: [{item_id, category, osr_score, ...}]}
     state: {"day": "YYYY-MM-DD", "count": int, "last_push": {category: ts}}
     """
     state = {"day": None, "count": 0, "last_push": {}, **(state or {})}
@@ -98,7 +100,7 @@ def decide(scored: dict, rules: RuleBook, prefs: dict | None, state: dict | None
         if last is not None and ts - float(last) < rule.min_gap_s:
             reason = f"similar item ({s['category']}) pushed {ts - float(last):.0f}s ago"
             continue
-        note = {
+        note: Notification = {
             "notification_id": f"{scored['event_id']}:{s['item_id']}",
             "event_id": scored["event_id"], "user_id": scored["user_id"], "item_id": s["item_id"],
             "category": s["category"], "ts": ts, "osr_score": s["osr_score"], "threshold": rule.threshold,
@@ -108,3 +110,20 @@ def decide(scored: dict, rules: RuleBook, prefs: dict | None, state: dict | None
                      "last_push": {**state["last_push"], s["category"]: ts}}
         return note, "approved", new_state
     return None, reason, state
+
+
+class TunerStage:
+    """The tuner as the stream runs it: rule books built once per snapshot, one decision per scored event."""
+
+    def __init__(self):
+        self._rulebooks: dict[str, RuleBook] = {}
+
+    def rules_for(self, snapshot) -> RuleBook:
+        rules = self._rulebooks.get(snapshot.model_id)
+        if rules is None:
+            rules = self._rulebooks[snapshot.model_id] = RuleBook(snapshot.rules)
+        return rules
+
+    def decide(self, scored: ScoredEvent, snapshot, state: dict | None) -> tuple[Notification | None, str, dict]:
+        uid = scored["user_id"]
+        return decide(scored, self.rules_for(snapshot), snapshot.preferences.get(uid), state)

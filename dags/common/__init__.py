@@ -1,0 +1,1 @@
+"""What the DAG files share: default arguments and the publish tail of the model DAGs."""

@@ -1,0 +1,273 @@
+"""The messages between stages, each defined once: what travels on which topic.
+
+Why TypedDicts: agents pass plain dicts (Faust's per-message cost already dominates,
+so no object is built per message), yet each shape has one typed definition here.
+Everything that needs a message's fields derives them from this module: the sink's
+column lists, the state vector the propensity model trains and serves on
+(`STATE_VECTOR`), the agent tests' checks of what each agent emits, and the test
+that holds the DDL in `sql/migrations/` to these fields. A field added here shows
+up everywhere, or a test fails.
+
+Fields marked `Annotated[..., STATE]` form the state vector V(state), in this order.
+"""
+
+import math
+import types
+import typing
+from dataclasses import dataclass
+from typing import Annotated, NotRequired, TypedDict, Union
+
+from pipelines import config
+
+#: Marks a FeatureRow field as part of the state vector the models see.
+STATE = "state-vector"
+
+
+# --- topics --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Topics:
+    """Every stream topic, pre-created before any worker or checker subscribes (see STACK-NOTES).
+    Names are without the configured prefix; `config.topic(name)` adds it."""
+
+    sensor_raw: str = "sensor.raw"
+    sensor_filtered: str = "sensor.filtered"
+    sensor_deadletter: str = "sensor.deadletter"
+    state_features: str = "state.features"
+    osr_scores: str = "osr.scores"
+    notifications: str = "notifications"
+    control_models: str = "control.models"
+    profiles_raw: str = "profiles.raw"
+    profiles_updates: str = "profiles.updates"
+    control_routing: str = "control.routing"
+    qos_predictions: str = "qos.predictions"
+    ops_capacity: str = "ops.capacity"
+
+    def all(self) -> list[str]:
+        return [config.topic(v) for v in self.__dict__.values()]
+
+
+TOPICS = Topics()
+
+
+# --- sensor.raw ----------------------------------------------------------------------------------
+
+class Upload(TypedDict):
+    """One device's batch of 1 Hz readings (arrays), so per-message cost is paid once per ~60 readings."""
+
+    event_id: str
+    user_id: str
+    device_id: str
+    device_type: str  # phone / watch
+    ts: list[float]  # epoch seconds, strictly increasing
+    x: list[float]  # metres in the city frame
+    y: list[float]
+    acc: list[float]  # acceleration magnitude, m/s^2
+    hr: NotRequired[list[float | None]]  # bpm; null where the device has no reading
+
+
+# --- sensor.filtered -----------------------------------------------------------------------------
+
+class FilteredUpload(TypedDict):
+    """An upload after the per-device Kalman filters: positions, velocities and levels per reading."""
+
+    event_id: str
+    user_id: str
+    device_id: str
+    device_type: str
+    ts: list[float]
+    x: list[float]
+    y: list[float]
+    vx: list[float]  # m/s
+    vy: list[float]
+    hr: list[float | None]  # null only while no heart rate was ever seen
+    acc: list[float]
+    rejected: list[bool]  # the fix was gated out as a spike
+    spikes_rejected: int
+
+
+# --- state.features ------------------------------------------------------------------------------
+
+class FeatureRow(TypedDict):
+    """The state vector of one moment, computed alike in the stream and in history backfills."""
+
+    event_id: str
+    user_id: str
+    device_id: str
+    device_type: str
+    ts: float  # time of the last reading
+    source: str  # stream / history
+    speed_mps: Annotated[float, STATE]
+    heading_deg: Annotated[float, STATE]
+    dist_home_m: Annotated[float | None, STATE]  # None for a person the snapshot does not know
+    dist_work_m: Annotated[float | None, STATE]
+    dist_store_m: Annotated[float | None, STATE]
+    hr_pct_peak: Annotated[float | None, STATE]  # None when the device has no heart-rate sensor
+    hr_rate_bpm_per_min: Annotated[float | None, STATE]
+    activity: Annotated[float, STATE]  # std of filtered acceleration
+    hour_of_day: Annotated[int, STATE]
+    day_of_week: Annotated[int, STATE]
+    n_readings: int
+    spikes_rejected: int
+
+
+# --- osr.scores ----------------------------------------------------------------------------------
+
+class ScoredItem(TypedDict):
+    """One candidate of a scored moment: raw = F(preference, propensity), osr = min-max scaled raw."""
+
+    item_id: str
+    category: str
+    preference: float  # E(item | R(user)), ALS, scaled to [0, 1] per person
+    propensity: float  # E(item | V(state)), the propensity model
+    raw_score: float
+    osr_score: float
+
+
+class ScoredEvent(TypedDict):
+    """Every candidate of one moment (the CRM sees all of them; the tuner picks at most one)."""
+
+    event_id: str
+    user_id: str
+    ts: float
+    model_id: str
+    scores: list[ScoredItem]
+
+
+# --- notifications -------------------------------------------------------------------------------
+
+class Notification(TypedDict):
+    """An approved push. notification_id = event_id:item_id, so a replay cannot make a second row."""
+
+    notification_id: str
+    event_id: str
+    user_id: str
+    item_id: str
+    category: str
+    ts: float
+    osr_score: float
+    threshold: float
+    rule_scope: str  # which tuner rule's threshold applied
+    model_id: str
+
+
+# --- sensor.deadletter ---------------------------------------------------------------------------
+
+class DeadLetter(TypedDict):
+    """A message a stage could not take: why, where it came from, and the payload as received."""
+
+    reason: str
+    source: str  # topic:partition:offset
+    event_id: str | None
+    payload: str
+
+
+# --- control.models ------------------------------------------------------------------------------
+
+class ModelAnnouncement(TypedDict):
+    """A newly published snapshot: workers reload it at once."""
+
+    model_id: str
+    snapshot: str
+
+
+MESSAGES: dict[str, type] = {
+    "sensor_raw": Upload,
+    "sensor_filtered": FilteredUpload,
+    "state_features": FeatureRow,
+    "osr_scores": ScoredEvent,
+    "notifications": Notification,
+    "sensor_deadletter": DeadLetter,
+    "control_models": ModelAnnouncement,
+}
+
+
+# --- derived views of the definitions ------------------------------------------------------------
+
+def fields(message: type) -> list[str]:
+    """Field names of a message, in definition order."""
+    return list(typing.get_type_hints(message).keys())
+
+
+def required_fields(message: type) -> list[str]:
+    return [f for f in fields(message) if f in message.__required_keys__]
+
+
+def not_null_fields(message: type) -> list[str]:
+    """Required fields whose type does not admit None (the NOT NULL columns of its table)."""
+    hints = typing.get_type_hints(message, include_extras=True)
+    return [f for f in required_fields(message) if not _admits_none(_strip(hints[f]))]
+
+
+def state_vector() -> list[str]:
+    """The FeatureRow fields marked STATE, in order: what the models see."""
+    hints = typing.get_type_hints(FeatureRow, include_extras=True)
+    return [f for f, t in hints.items() if typing.get_origin(t) is Annotated and STATE in t.__metadata__]
+
+
+STATE_VECTOR: list[str] = state_vector()
+
+
+def _strip(t):
+    return typing.get_args(t)[0] if typing.get_origin(t) is Annotated else t
+
+
+def _admits_none(t) -> bool:
+    return _is_union(t) and type(None) in typing.get_args(t)
+
+
+def _is_union(t) -> bool:
+    return typing.get_origin(t) in (Union, types.UnionType)
+
+
+def _check(value, t, where: str) -> str | None:
+    t = _strip(t)
+    if _is_union(t):
+        args = typing.get_args(t)
+        if value is None and type(None) in args:
+            return None
+        problems = [_check(value, a, where) for a in args if a is not type(None)]
+        return None if any(p is None for p in problems) else problems[0]
+    if value is None:
+        return f"{where} is null"
+    origin = typing.get_origin(t)
+    if origin is list:
+        if not isinstance(value, list):
+            return f"{where} is {type(value).__name__}, not a list"
+        (inner,) = typing.get_args(t)
+        for i, v in enumerate(value):
+            p = _check(v, inner, f"{where}[{i}]")
+            if p:
+                return p
+        return None
+    if isinstance(t, type) and issubclass(t, dict) and hasattr(t, "__required_keys__"):
+        return problem(t, value, where)
+    if t is bool:
+        return None if isinstance(value, bool) else f"{where} is {type(value).__name__}, not bool"
+    if t is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else f"{where} is {type(value).__name__}, not int"
+    if t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{where} is {type(value).__name__}, not a number"
+        return None if math.isfinite(value) else f"{where} is not finite"
+    if t is str:
+        return None if isinstance(value, str) else f"{where} is {type(value).__name__}, not str"
+    raise TypeError(f"contracts: no check for type {t!r} at {where}")
+
+
+def problem(message: type, value, where: str | None = None) -> str | None:
+    """Why `value` is not a valid `message`, or None. Unknown extra keys are allowed (forward compatible)."""
+    where = where or message.__name__
+    if not isinstance(value, dict):
+        return f"{where}: expected a JSON object, got {type(value).__name__}"
+    missing = [f for f in message.__required_keys__ if f not in value]
+    if missing:
+        return f"{where}: missing {sorted(missing)}"
+    hints = typing.get_type_hints(message, include_extras=True)
+    for f, t in hints.items():
+        if f in value:
+            p = _check(value[f], t, f"{where}.{f}")
+            if p:
+                return p
+    return None
