@@ -209,7 +209,10 @@ STATE_VECTOR: list[str] = state_vector()
 
 
 def _strip(t):
-    return typing.get_args(t)[0] if typing.get_origin(t) is Annotated else t
+    """The bare type under Annotated[...] / NotRequired[...]."""
+    while typing.get_origin(t) in (Annotated, NotRequired):
+        t = typing.get_args(t)[0]
+    return t
 
 
 def _admits_none(t) -> bool:

@@ -4,7 +4,12 @@ Why: a person carries a phone and a watch (sometimes more); each sees the same p
 noise. The centralized Kalman filter (all fixes at one place) is the optimum; the distributed
 version (R. Olfati-Saber, "Distributed Kalman Filter with Embedded Consensus Filters", CDC-ECC
 2005) reaches it with each device only talking to its neighbours, and is what the design asks for
-so fusion can move onto the devices / partitions later. The stream runs it with `fuse_devices`.
+so fusion can move onto the devices / partitions later.
+
+Where it is used today: `bench/filtering.py` and `tests/filtering/` only. The stream still
+filters each device on its own (`kalman.filter_event` via `filtering.stage`); putting
+`fuse_devices` into the filter agent, with the stage order re-checked against Olfati-Saber's
+equations, is the work of the real-time-path issue.
 
 Model (linear, same constant-velocity model as `kalman`): state [x, vx, y, vy], transition
 F(dt), white-acceleration process noise Q(dt) with PSD q; sensor i sees z_i = H x + v_i,

@@ -61,7 +61,9 @@ def cmd_query(args) -> int:
     from pipelines.store.db import connect
 
     sql = args.sql
-    named = config.PROJECT_ROOT / "sql" / "queries" / f"{sql}.sql"
+    from pipelines.store.db import REPORTS_SQL
+
+    named = REPORTS_SQL / f"{sql}.sql"
     if named.exists():
         sql = named.read_text()
     con = connect(read_only=True)
@@ -164,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dsub.add_parser("migrate", help="apply sql/migrations idempotently").set_defaults(func=cmd_db_migrate)
 
-    p = sub.add_parser("query", help="run SQL (or a named query from sql/queries) read-only against the store")
-    p.add_argument("sql", help="SQL text, or the name of a file in sql/queries without .sql "
+    p = sub.add_parser("query", help="run SQL (or a named report from sql/reports) read-only against the store")
+    p.add_argument("sql", help="SQL text, or the name of a report in sql/reports without .sql "
                                "(e.g. notifications_by_state, stream_reconciliation, top_notifications)")
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON records")

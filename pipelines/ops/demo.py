@@ -23,7 +23,7 @@ from pipelines.store.population_loader import load_population
 from pipelines.ingest.producer import produce_population
 from pipelines.ops.services import broker, topics
 from pipelines.ops.services.processes import Service, ServiceError, port_open, wait_until
-from pipelines.store.db import connect, migrate, run_sql_file
+from pipelines.store.db import REPORTS_SQL, connect, migrate, run_sql_file
 
 class FaustWorkerService(Service):
     """A Faust worker renames its process (setproctitle) to
@@ -125,8 +125,8 @@ class DemoReport:
 def summarize(run_id: str) -> tuple[dict, list]:
     con = connect(read_only=True)
     try:
-        counts = run_sql_file(con, "stream_reconciliation").iloc[0].to_dict()
-        top = run_sql_file(con, "top_notifications").head(10).to_dict("records")
+        counts = run_sql_file(con, "stream_reconciliation", REPORTS_SQL).iloc[0].to_dict()
+        top = run_sql_file(con, "top_notifications", REPORTS_SQL).head(10).to_dict("records")
     finally:
         con.close()
     return {k: (int(v) if v is not None and float(v).is_integer() else v) for k, v in counts.items()}, top

@@ -92,12 +92,6 @@ def penalized_euclidean(values: np.ndarray, mask: np.ndarray, *, gamma: float = 
     return (sim, common) if return_common else sim
 
 
-def common_counts(mask: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """|I_uv|: how many columns each pair of rows both observed."""
-    w = mask.astype(dtype)
-    return w @ w.T
-
-
 def pcc(values: np.ndarray, mask: np.ndarray, *, min_common: int = 2, positive_only: bool = True,
         dtype=np.float64, centre: np.ndarray | None = None) -> np.ndarray:
     """Pearson correlation over co-observed columns, centred on each row's overall mean (WS-DREAM reference).

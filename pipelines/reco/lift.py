@@ -12,19 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pipelines.store.db import run_sql_file
 from pipelines.synthetic.population import Population
 
 
 def osr_lift(con, pop: Population, seed: int = 0, baseline_draws: int = 20) -> dict:
-    notes = con.execute(
-        "SELECT n.user_id, n.item_id, t.state FROM stream.notifications n "
-        "JOIN events.state_truth t USING (event_id)").df()
-    moments = con.execute(
-        "SELECT f.event_id, f.user_id, t.state FROM features.state_features f "
-        "JOIN events.state_truth t USING (event_id) WHERE f.source = 'stream'").df()
-    top1 = con.execute(
-        "SELECT user_id, item_id FROM reco.topn WHERE rank = 1 AND model_id = "
-        "(SELECT model_id FROM reco.model_registry WHERE status = 'live')").df().set_index("user_id").item_id
+    notes = run_sql_file(con, "lift_pushes")
+    moments = run_sql_file(con, "lift_moments")
+    top1 = run_sql_file(con, "live_top1").set_index("user_id").item_id
     if notes.empty or moments.empty:
         raise ValueError("no notifications or no streamed moments in the store: run the stream first")
 

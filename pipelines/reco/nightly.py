@@ -23,6 +23,7 @@ from pipelines.contracts import TOPICS
 from pipelines.online import snapshot as snap
 from pipelines.quality import suites
 from pipelines.quality.gate import require
+from pipelines.reco.promotion import candidate_metrics, quality_verdict
 from pipelines.online.osr_score import CATEGORICAL, MODEL_FEATURES, model_frame, score_batch
 from pipelines.store.db import connect, migrate, run_sql_file, scalar
 
@@ -197,10 +198,7 @@ def reuse_live_preferences(model_id: str) -> dict:
 
 
 def _reference_tables(con) -> dict[str, pd.DataFrame]:
-    items = con.execute(
-        "SELECT i.*, coalesce(p.n, 0)::DOUBLE AS popularity FROM ref.items i "
-        "LEFT JOIN (SELECT item_id, count(*) AS n FROM events.interactions GROUP BY 1) p USING (item_id)"
-    ).df()
+    items = run_sql_file(con, "snapshot_items")
     rules = con.execute("SELECT * FROM tuner.rules").df()
     if rules.empty:
         from pipelines.online.tuner import DEFAULT_RULES
@@ -218,9 +216,7 @@ def score_recent_history(s: snap.Snapshot, db_path: str | None = None, limit: in
     """Every candidate score of the `limit` latest history states against snapshot `s`, one row each."""
     con = connect(db_path, read_only=True)
     try:
-        recent = con.execute(
-            "SELECT * FROM features.state_features WHERE source = 'history' ORDER BY ts DESC LIMIT ?", [limit]
-        ).df()
+        recent = run_sql_file(con, "recent_history_states", limit=limit)
     finally:
         con.close()
     # epoch seconds whatever the timestamp unit pandas chose (DuckDB 2.0 + pandas 3 give microseconds)
@@ -264,26 +260,6 @@ def gate_outputs(model_id: str, db_path: str | None = None) -> dict:
     scores = score_recent_history(s, db_path, 500)
     require(scores, "osr_scores_output", suites.osr_scores())
     return {"topn_rows": len(topn), "scored": len(scores)}
-
-
-#: How much worse than the live model a candidate may score and still be promoted: fresh data
-#: moves hold-out figures a little from night to night; a real regression moves them more.
-PROMOTION_TOLERANCE = {"precision_at_10": 0.01, "auc": 0.01}
-
-
-def candidate_metrics(meta: dict) -> dict:
-    return {"precision_at_10": meta["preferences_model"]["holdout"]["precision_at_10"],
-            "map_at_10": meta["preferences_model"]["holdout"]["map_at_10"],
-            "auc": meta["propensity_metrics"]["auc"], "log_loss": meta["propensity_metrics"]["log_loss"]}
-
-
-def quality_verdict(candidate: dict, live: dict | None) -> tuple[bool, str]:
-    """Promote only if no tracked metric dropped by more than its tolerance against the live model."""
-    if not live:
-        return True, "no live model yet"
-    drops = [f"{k} {candidate[k]:.4f} < live {live[k]:.4f} - {tol}" for k, tol in PROMOTION_TOLERANCE.items()
-             if k in live and candidate[k] < live[k] - tol]
-    return (False, "quality dropped: " + "; ".join(drops)) if drops else (True, "quality held")
 
 
 def publish(model_id: str, db_path: str | None = None) -> dict:

@@ -99,7 +99,15 @@ def upsert_ignore(con: duckdb.DuckDBPyConnection, table: str, df, key_columns: l
     return scalar(con, f"SELECT count(*) FROM {table}") - before
 
 
-def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, **params):
-    """Run one query from sql/queries/NAME.sql with named $parameters; returns a pandas DataFrame."""
-    sql = (config.PROJECT_ROOT / "sql" / "queries" / f"{name}.sql").read_text()
+#: Queries the pipelines read (sql/pipeline/) and the reports people run (sql/reports/).
+PIPELINE_SQL = config.PROJECT_ROOT / "sql" / "pipeline"
+REPORTS_SQL = config.PROJECT_ROOT / "sql" / "reports"
+
+
+def run_sql_file(con: duckdb.DuckDBPyConnection, name: str, folder: Path = PIPELINE_SQL, **params):
+    """Run FOLDER/NAME.sql (a pipeline query by default) with named $parameters; returns a DataFrame."""
+    f = Path(folder) / f"{name}.sql"
+    if not f.exists():
+        raise FileNotFoundError(f"no query {name!r}: {f} does not exist")
+    sql = f.read_text()
     return con.execute(sql, params).df() if params else con.execute(sql).df()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.reco.nightly import PROMOTION_TOLERANCE, quality_verdict
+from pipelines.reco.promotion import PROMOTION_TOLERANCE, quality_verdict
 
 LIVE = {"precision_at_10": 0.20, "map_at_10": 0.15, "auc": 0.70, "log_loss": 0.2}
 

@@ -1,0 +1,1 @@
+"""`osr` subcommands of the side libraries and services; each module has `register(subparsers)`."""
