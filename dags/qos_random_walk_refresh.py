@@ -8,9 +8,9 @@ on every stored observation, and the predicted response time / throughput of eac
 `top` services in `qos.recommendations`.
 
 Steps (each one `pipelines.qos.refresh` function; matrices travel as files under
-OSR_HOME/qos/<run_id>/, only `publish` writes to DuckDB):
+OSR_HOME/qos/<run_id>/, only `publish` writes to the store):
 
-1. **snapshot** - copy `qos.observations` (one metric) and the node tables out of DuckDB;
+1. **snapshot** - copy `qos.observations` (one metric) and the node tables out of the store;
 2. **gate** - Great Expectations on the observations (ids in range, metric and value
    ranges, one row per pair); the run stops here when they fail;
 3. **fit_predict** - score a fit without `holdout` of the observations, then fit on all and

@@ -14,7 +14,7 @@ Modules (one idea each):
   mf            biased matrix factorisation (ALS) baseline
   models        UMean, IMean, UPCC, IPCC, UIPCC, MF, UL-RW (Eq. 18), SL-RW (19), HL-RW (20), HL-RW+MF
   evaluate      the paper's protocol: training density, test on the rest, MAE / NMAE / seconds over seeds
-  store         DuckDB schema qos: observations, predictions, recommendations, runs
+  store         store schema qos: observations, predictions, recommendations, runs (replaced by key)
   quality       the Great Expectations gate on observations
   refresh       the qos_random_walk_refresh DAG's steps
   cli           `osr qos eval | generate | ingest | refresh`

@@ -3,7 +3,8 @@
     snapshot_observations -> gate -> fit_predict -> publish
 
 Steps hand each other small JSON-able dicts (paths, counts): the matrices travel as files
-under OSR_HOME/qos/<run_id>/, and only `publish` writes to DuckDB (single writer).
+under OSR_HOME/qos/<run_id>/, and only `publish` writes to the store (DuckLake: it may run
+while the sink writes).
 `ingest` (not a DAG step) loads a WS-DREAM-format matrix into qos.observations.
 """
 
@@ -52,7 +53,7 @@ def ingest(matrix: str | Path, metric: str = "rt", users: str | Path | None = No
 
 
 def snapshot_observations(metric: str = "rt", run_id: str | None = None, db_path: str | None = None) -> dict:
-    """Step 1: copy the metric's observations and node tables out of DuckDB into the run folder."""
+    """Step 1: copy the metric's observations and node tables out of the store into the run folder."""
     run_id = run_id or new_run_id(metric)
     folder = run_folder(run_id)
     con = connect(db_path)
@@ -131,7 +132,7 @@ def fit_predict(snapshot: dict, model: str = "HL-RW", k: int = 10, lam: float | 
 
 
 def publish(fit: dict, top: int = 10, db_path: str | None = None) -> dict:
-    """Step 4: write predictions, top-K recommendations and the run record to DuckDB."""
+    """Step 4: write predictions, top-K recommendations and the run record to the store."""
     d = _snapshot_data(fit)
     pred = np.load(fit["predictions"])
     con = connect(db_path)

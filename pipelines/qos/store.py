@@ -1,8 +1,10 @@
-"""QoS observations, predictions and recommendations in DuckDB (schema `qos`, sql/migrations/050_qos.sql).
+"""QoS observations, predictions and recommendations in the store (schema `qos`, sql/migrations/050_qos.sql).
 
-Writes are idempotent: nodes and observations are upserted by primary key, and
+Writes are idempotent: nodes, observations and runs are replaced by their declared key
+(pipelines.store.db.KEYS: delete by key, then insert, in one transaction), and
 predictions / recommendations of a metric are replaced as a whole by each refresh
-(in one transaction, so readers never see half a refresh).
+(in one transaction, so readers never see half a refresh). Each write is retried when
+another writer wins the commit race (pipelines.store.db.transaction).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.qos.data import Locations, QoSData
+from pipelines.store.db import replace_rows, transaction
 
 HIGHER_IS_BETTER = {"rt": False, "tp": True}
 
@@ -29,12 +32,8 @@ def _locations_frame(loc: Locations, id_col: str) -> pd.DataFrame:
 
 
 def _replace_rows(con, table: str, df: pd.DataFrame) -> None:
-    con.register("_qos_batch", df)
-    try:
-        cols = ", ".join(df.columns)
-        con.execute(f"INSERT OR REPLACE INTO {table} ({cols}) SELECT {cols} FROM _qos_batch")
-    finally:
-        con.unregister("_qos_batch")
+    """Upsert `df` by the table's key in one transaction (what INSERT OR REPLACE did with a primary key)."""
+    transaction(con, lambda c: replace_rows(c, table, df))
 
 
 def save_locations(con, users: Locations | None, services: Locations | None) -> None:
@@ -129,11 +128,10 @@ def top_k(pred: np.ndarray, observed: np.ndarray, k: int, higher_is_better: bool
 def save_run(con, run_id: str, metric: str, model: str, params: dict, data: QoSData, holdout: dict | None,
              seconds: float) -> None:
     h = holdout or {}
-    con.execute(
-        "INSERT OR REPLACE INTO qos.runs (run_id, metric, model, params, n_users, n_services, n_observations, "
-        "holdout_mae, holdout_nmae, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [run_id, metric, model, json.dumps(params), data.shape[0], data.shape[1],
-         int((~np.isnan(data.values)).sum()), h.get("mae"), h.get("nmae"), seconds])
+    _replace_rows(con, "qos.runs", pd.DataFrame([{
+        "run_id": run_id, "metric": metric, "model": model, "params": json.dumps(params),
+        "n_users": data.shape[0], "n_services": data.shape[1], "n_observations": int((~np.isnan(data.values)).sum()),
+        "holdout_mae": h.get("mae"), "holdout_nmae": h.get("nmae"), "seconds": seconds}]))
 
 
 def save_predictions(con, run_id: str, metric: str, pred: np.ndarray, observed: np.ndarray, k: int = 10) -> dict:
@@ -146,18 +144,15 @@ def save_predictions(con, run_id: str, metric: str, pred: np.ndarray, observed: 
     recs = pd.DataFrame({"metric": metric, "user_id": users.astype(np.int32), "rank": (ranks + 1).astype(np.int32),
                          "service_id": idx[users, ranks].astype(np.int32), "predicted": val[users, ranks],
                          "run_id": run_id})
-    con.execute("BEGIN")
-    try:
-        con.execute("DELETE FROM qos.predictions WHERE metric = ?", [metric])
-        con.execute("DELETE FROM qos.recommendations WHERE metric = ?", [metric])
+    def replace_metric(c):
+        c.execute("DELETE FROM qos.predictions WHERE metric = ?", [metric])
+        c.execute("DELETE FROM qos.recommendations WHERE metric = ?", [metric])
         for table, df in (("qos.predictions", preds), ("qos.recommendations", recs)):
-            con.register("_qos_batch", df)
+            c.register("_qos_batch", df)
             try:
-                con.execute(f"INSERT INTO {table} SELECT * FROM _qos_batch")
+                c.execute(f"INSERT INTO {table} SELECT * FROM _qos_batch")
             finally:
-                con.unregister("_qos_batch")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+                c.unregister("_qos_batch")
+
+    transaction(con, replace_metric)
     return {"predictions": len(preds), "recommendations": len(recs)}

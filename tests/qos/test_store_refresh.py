@@ -15,7 +15,8 @@ from pipelines.store.db import connect, migrate
 @pytest.fixture
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("OSR_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("OSR_DUCKDB_PATH", str(tmp_path / "osr.duckdb"))
+    monkeypatch.setenv("OSR_STORE_CATALOG", f"sqlite:{tmp_path / 'store' / 'catalog.sqlite'}")
+    monkeypatch.setenv("OSR_STORE_DATA", str(tmp_path / "store" / "data"))
     return tmp_path
 
 

@@ -25,7 +25,7 @@ PATHS = command_paths(build_parser())
 
 
 def test_the_lead_commands_are_there():
-    assert {("demo",), ("config",), ("db",), ("db", "migrate"), ("query",), ("populate",), ("nightly",),
+    assert {("demo",), ("config",), ("db",), ("db", "migrate"), ("db", "compact"), ("query",), ("populate",), ("nightly",),
             ("sink",), ("stream",), ("stream", "worker"), ("stream", "produce")} <= set(PATHS)
 
 
@@ -70,7 +70,7 @@ def test_config_prints_every_setting(capsys, osr_home):
         assert config.SETTINGS[name][1] in out
     assert "* OSR_HOME" in out  # set in the environment (by the test)
     assert "  OSR_BROKER" in out
-    assert f"= {osr_home / 'osr.duckdb'}" in out
+    assert f"= sqlite:{osr_home / 'store' / 'catalog.sqlite'}" in out
 
 
 def test_db_migrate_then_query(capsys, osr_home):
@@ -80,6 +80,16 @@ def test_db_migrate_then_query(capsys, osr_home):
     assert "nothing (up to date)" in capsys.readouterr().out
     assert main(["query", "SELECT count(*) AS n FROM meta.migrations WHERE name LIKE '001%'", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"n": 1}]
+
+
+def test_db_compact_beside_a_query(capsys, osr_home):
+    assert main(["db", "migrate"]) == 0
+    capsys.readouterr()
+    assert main(["db", "compact", "--keep-days", "0", "--delete-after", "0"]) == 0
+    counts = json.loads(capsys.readouterr().out)
+    assert counts["rows_flushed"] >= 2  # the two meta.migrations rows were inlined in the catalog
+    assert main(["query", "SELECT count(*) AS n FROM meta.migrations", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 2}]
 
 
 def test_query_without_a_store_is_a_clean_error(capsys):

@@ -144,10 +144,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     ing = sub.add_parser("ingest", help="load a WS-DREAM-format matrix and location lists into qos.observations",
-                         description="Upsert the matrix's observed cells into DuckDB (qos schema) with the nodes' "
+                         description="Upsert the matrix's observed cells into the store (qos schema) with the nodes' "
                                      "locations.")
     _add_matrix_options(ing)
-    ing.add_argument("--db", help="DuckDB file (default OSR_DUCKDB_PATH)")
+    ing.add_argument("--db", help="store: a folder (catalog.sqlite + data/) or a catalog spec "
+                                  "(default OSR_STORE_CATALOG)")
     ing.set_defaults(func=cmd_ingest)
 
     ref = sub.add_parser("refresh", help="gate observations, fit, write predictions and top-K recommendations",
@@ -157,7 +158,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     ref.add_argument("--k", type=int, default=RWConfig().k, help="neighbours per predicted cell")
     ref.add_argument("--lam", type=float, default=None, help="HL-RW lambda (default: the model default)")
     ref.add_argument("--top", type=int, default=10, help="recommendations per user")
-    ref.add_argument("--db", help="DuckDB file (default OSR_DUCKDB_PATH)")
+    ref.add_argument("--db", help="store: a folder (catalog.sqlite + data/) or a catalog spec "
+                                  "(default OSR_STORE_CATALOG)")
     ref.set_defaults(func=cmd_refresh)
     return qos
 
