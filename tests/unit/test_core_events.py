@@ -50,8 +50,8 @@ EXPECTED_REASON = {
     "not_json": "not JSON",
     "missing_field": "'x'",
     "length_mismatch": "'y' has 57 readings",
-    "non_finite": "'acc' has a non-numeric or non-finite",
-    "hr_out_of_range": "heart rate 400",
+    "non_finite": "'acc' has a non-numeric or non-finite reading: Infinity",
+    "hr_out_of_range": "heart rate 400.0 outside 25..250 bpm",
     "ts_not_increasing": "timestamps not strictly increasing",
     "wrong_device_type": "'toaster'",
     "json_array": "not a JSON object but list",
@@ -76,13 +76,16 @@ def test_corruption_is_rejected_with_reason(uploads, kind, device):
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
-        (lambda e: e.update(event_id=""), "'event_id'"),
-        (lambda e: e.update(user_id=7), "'user_id'"),
-        (lambda e: e.update(device_id="d" * 201), "'device_id'"),
-        (lambda e: e.update(ts=e["ts"][:1], x=e["x"][:1], y=e["y"][:1], acc=e["acc"][:1], hr=None), "1 readings"),
+        (lambda e: e.update(event_id=""), "field 'event_id' is empty"),
+        (lambda e: e.update(user_id=7), "field 'user_id' is int, not a string"),
+        (lambda e: e.update(device_id="d" * 201), "field 'device_id' is 201 chars long (limit 200)"),
+        (lambda e: e.update(ts=e["ts"][:1], x=e["x"][:1], y=e["y"][:1], acc=e["acc"][:1], hr=None), "1 readings, fewer than the 2"),
         (lambda e: e["x"].__setitem__(3, 2e7), "coordinate beyond"),
-        (lambda e: e["acc"].__setitem__(0, True), "'acc' has a non-numeric"),
-        (lambda e: e["acc"].__setitem__(0, "9.8"), "'acc' has a non-numeric"),
+        (lambda e: e["acc"].__setitem__(0, True), "'acc' has a non-numeric reading: boolean True"),
+        (lambda e: e["acc"].__setitem__(0, "9.8"), "'acc' has a non-numeric reading: string '9.8'"),
+        (lambda e: e["acc"].__setitem__(0, None), "'acc' has a non-numeric reading: null"),
+        (lambda e: e["x"].__setitem__(3, 10**400), "'x' has a number too large"),
+        (lambda e: e.update(x="1,2,3"), "'x' is not a list but str"),
         (lambda e: e.update(hr=e["hr"][:-1]), "'hr' must be a list as long as ts"),
         (lambda e: e["hr"].__setitem__(0, 20.0), "heart rate 20.0 outside"),
     ],
@@ -127,3 +130,15 @@ def test_deadletter_record_of_json_array_has_no_event_id(uploads):
 def test_deadletter_payload_is_truncated():
     rec = deadletter_record("x" * 20_000, "r", "s")
     assert len(rec["payload"]) == 10_000
+    rec = deadletter_record(b"\xff" * 20_000 + b"x" * 100_000, "r", "s")
+    assert rec["payload"] == "\ufffd" * 10_000
+
+
+def test_deadletter_record_survives_what_json_cannot_parse():
+    """Deep nesting and huge integers: the dead letter is still made, just without an event_id."""
+    for raw in (b'{"event_id": "e1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+                b'{"event_id": "e1", "x": [' + b"9" * 5000 + b"]}"):
+        rec = deadletter_record(raw, "r", "s")
+        assert rec["event_id"] is None and rec["payload"] == raw.decode()[:10_000]
+    rec = deadletter_record(b'{"event_id": "e1", "x": [' + b"1" + b"0" * 400 + b"]}", "r", "s")
+    assert rec["event_id"] == "e1"
