@@ -1,0 +1,239 @@
+"""Agent tests without a broker: each agent runs in Faust's `agent.test_context()`, the topics it
+sends to have their `send` replaced by a recorder, and table writes record their changelog
+message instead of handing it to a producer.
+
+`streams.app` reads its settings and creates OSR_HOME/faust/<app id> at import, so it is imported
+here, once, with every OSR_* variable cleared and OSR_HOME in a throwaway folder; the process
+environment is put back as it was right after, so nothing leaks into the rest of the suite.
+Each test then gets its own OSR_HOME (and so its own snapshot folder) through monkeypatch.
+
+Async tests (`async def test_...`) run on one event loop shared by the whole streams session:
+the Faust app and its tables are module-level singletons and bind to the first loop they see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import os
+import shutil
+import tempfile
+from unittest.mock import AsyncMock, MagicMock, patch
+
+import pytest
+
+from pipelines import config
+
+# --- import the app with a clean, private environment ---------------------------------------------
+
+_saved_env = {name: os.environ.get(name) for name in config.SETTINGS}
+_import_home = tempfile.mkdtemp(prefix="osr-test-streams-")
+atexit.register(shutil.rmtree, _import_home, ignore_errors=True)
+try:
+    for _name in config.SETTINGS:
+        os.environ.pop(_name, None)
+    os.environ["OSR_HOME"] = _import_home
+    import streams.app  # noqa: E402  (must come after the environment is set)
+    import streams.topics as topics  # noqa: E402
+    from streams.agents import control, recommend, sensors  # noqa: E402,F401
+finally:
+    for _name, _value in _saved_env.items():
+        if _value is None:
+            os.environ.pop(_name, None)
+        else:
+            os.environ[_name] = _value
+
+from pipelines.online import snapshot as snap  # noqa: E402
+from pipelines.synthetic.population import PopulationParams, generate, sensor_events  # noqa: E402
+
+#: Seconds an async test may take before it is failed (a lost message must not hang the suite).
+ASYNC_TEST_TIMEOUT = 20.0
+
+#: Small enough to generate in well under a second; 4 people so each test has the roles it needs.
+STREAM_POP = PopulationParams(n_users=4, n_items=24, history_contexts_per_user=2, stream_contexts_per_user=2,
+                              watch_share=0.5, seed=7)
+
+
+# --- running async tests ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def stream_loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """Run `async def` tests of this folder on the shared loop (no pytest-asyncio needed)."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    loop = pyfuncitem.funcargs["stream_loop"]
+    kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(asyncio.wait_for(pyfuncitem.obj(**kwargs), ASYNC_TEST_TIMEOUT))
+    return True
+
+
+# --- per-test isolation ----------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def osr_home(tmp_path, monkeypatch):
+    """Every OSR_* setting at its default, OSR_HOME (and so the snapshots) in this test's tmp folder;
+    the shared stream singletons (live snapshot, tuner rule books, tables) start empty."""
+    for name in config.SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "osr_home"
+    monkeypatch.setenv("OSR_HOME", str(home))
+    live = topics.live_snapshot
+    monkeypatch.setattr(live, "_snap", None)
+    monkeypatch.setattr(live, "_checked", -1e9)
+    monkeypatch.setattr(recommend.tuner, "_rulebooks", {})
+    for table in (topics.kalman_states, topics.tuner_states):
+        table.data.clear()
+    yield home
+    for table in (topics.kalman_states, topics.tuner_states):
+        table.data.clear()
+
+
+@pytest.fixture(autouse=True)
+def changelog():
+    """Table writes record (key, value) per table instead of producing to the changelog topic."""
+    records: dict[str, list[tuple[object, object]]] = {}
+    patches = []
+    for table in (topics.kalman_states, topics.tuner_states):
+        log = records.setdefault(table.name, [])
+
+        def fake_send_changelog(partition, key, value, key_serializer=None, value_serializer=None, _log=log):
+            _log.append((key, value))
+            fut = MagicMock(name="FutureMessage")
+            fut.message.partition = partition if partition is not None else 0
+            return fut
+
+        patches.append(patch.object(table, "send_changelog", side_effect=fake_send_changelog))
+    for p in patches:
+        p.start()
+    yield records
+    for p in patches:
+        p.stop()
+
+
+@pytest.fixture
+def outbox():
+    """Patch `send` on every topic of streams.topics; yields {topic attribute name: AsyncMock}."""
+    import faust
+
+    names = [n for n, v in vars(topics).items() if isinstance(v, faust.TopicT)]
+    patches = {n: patch.object(getattr(topics, n), "send", new=AsyncMock(name=f"{n}.send")) for n in names}
+    mocks = {n: p.start() for n, p in patches.items()}
+    yield mocks
+    for p in patches.values():
+        p.stop()
+
+
+# --- a small population and a snapshot of it --------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def stream_pop():
+    return generate(STREAM_POP)
+
+
+@pytest.fixture(scope="session")
+def uploads(stream_pop) -> list[dict]:
+    """The streamed day's uploads, JSON-ready (tests must not mutate them)."""
+    return [e for e, _truth in sensor_events(stream_pop, "stream")]
+
+
+@pytest.fixture(scope="session")
+def people(stream_pop) -> dict[str, str]:
+    """Roles of the four people in the snapshot below."""
+    ids = list(stream_pop.users.user_id)
+    return {"known": ids[0], "opted_out": ids[1], "popular": ids[2], "stranger": ids[3]}
+
+
+#: Levels of the propensity model's categorical inputs.
+CATEGORIES = {"device_type": ["phone", "watch"], "category": ["coffee", "electronics", "lunch"],
+              "offer_type": ["bogo", "discount"]}
+
+
+@pytest.fixture(scope="session")
+def propensity_model_str() -> str:
+    """A small LightGBM model (coffee sells, the rest rarely), as in tests/unit/conftest.py."""
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.online.features import NUMERIC_FEATURES
+    from pipelines.online.osr_score import model_frame
+
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({c: rng.uniform(0, 10, n) for c in NUMERIC_FEATURES})
+    df["device_type"] = rng.choice(CATEGORIES["device_type"], n)
+    df["category"] = rng.choice(CATEGORIES["category"], n)
+    df["price"] = rng.uniform(1, 50, n)
+    df["offer_type"] = rng.choice(CATEGORIES["offer_type"], n)
+    y = np.where((df.category == "coffee").to_numpy(), rng.random(n) < 0.9, rng.random(n) < 0.05).astype(int)
+    model = lgb.LGBMClassifier(n_estimators=20, learning_rate=0.2, min_child_samples=5, verbose=-1, n_jobs=1,
+                               random_state=0)
+    model.fit(model_frame(df, CATEGORIES), y)
+    return model.booster_.model_to_string()
+
+
+@pytest.fixture
+def snapshot_tables(stream_pop, people):
+    """known: a top-N list and preferences; opted_out: a top-N list, opted out; popular: in the users
+    table but without a top-N (gets the popular items); stranger: unknown to the snapshot."""
+    import pandas as pd
+
+    from pipelines.online.tuner import DEFAULT_RULES
+
+    known, opted_out = people["known"], people["opted_out"]
+    items = pd.DataFrame({
+        "item_id": ["i0", "i1", "i2", "i3", "i4", "i5"],
+        "category": ["coffee", "lunch", "electronics", "coffee", "lunch", "electronics"],
+        "price": [3.0, 12.0, 300.0, 4.0, 9.0, 120.0],
+        "offer_type": ["bogo", "discount", "discount", "bogo", "bogo", "discount"],
+        "popularity": [5.0, 1.0, 9.0, 0.0, 3.0, 7.0],
+    })
+    topn = pd.DataFrame({
+        "user_id": [known, known, known, opted_out, opted_out],
+        "rank": [1, 2, 3, 1, 2],
+        "item_id": ["i0", "i1", "i2", "i4", "i3"],
+        "score": [2.0, 1.0, 0.5, 0.8, 0.4],
+        "preference": [1.0, 0.5, 0.25, 1.0, 0.5],
+    })
+    users = stream_pop.users[stream_pop.users.user_id != people["stranger"]][
+        ["user_id", "peak_hr", "home_x", "home_y", "work_x", "work_y"]].reset_index(drop=True)
+    stores = stream_pop.stores[["store_id", "category", "x", "y"]].reset_index(drop=True)
+    prefs = pd.DataFrame({"user_id": [known, opted_out], "opted_out": [False, True],
+                          "quiet_start_hour": [None, None], "quiet_end_hour": [None, None], "daily_cap": [3, 3]})
+    return {"topn": topn, "items": items, "users": users, "stores": stores, "rules": DEFAULT_RULES.copy(),
+            "preferences": prefs}
+
+
+@pytest.fixture
+def snapshot_meta():
+    return {"categories": CATEGORIES, "top_n": 3, "raw_min": 0.0, "raw_max": 1.0}
+
+
+@pytest.fixture
+def publish(osr_home, snapshot_tables, propensity_model_str, snapshot_meta):
+    """publish(model_id, **table overrides): write a snapshot under OSR_SNAPSHOT_DIR and make it live."""
+
+    def _publish(model_id: str, **tables):
+        folder = snap.write_snapshot(model_id, {**snapshot_tables, **tables}, propensity_model_str, snapshot_meta)
+        snap.set_live(model_id)
+        return folder
+
+    return _publish
+
+
+@pytest.fixture
+def live(publish):
+    """Snapshot m1, live."""
+    publish("m1")
+    return "m1"
