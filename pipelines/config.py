@@ -16,7 +16,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: `osr config` prints this table with the values in force.
 SETTINGS: dict[str, tuple[str, str]] = {
     "OSR_HOME": (str(PROJECT_ROOT / "var"), "runtime folder: data, logs, pid files, reports (ignored by git)"),
-    "OSR_DUCKDB_PATH": ("{OSR_HOME}/osr.duckdb", "the DuckDB store (single writer: the sink or a batch task)"),
+    "OSR_STORE_CATALOG": ("sqlite:{OSR_HOME}/store/catalog.sqlite", "catalog of the DuckLake store: sqlite:<file> on one machine, postgres:<libpq string> (e.g. postgres:dbname=osr host=db) on a cluster; every process attaches it, the sink writes while batch tasks and queries read and write"),
+    "OSR_STORE_DATA": ("{OSR_HOME}/store/data", "folder of the DuckLake store's Parquet data files (shared storage on a cluster); fixed when the lake is created"),
+    "OSR_STORE_INLINE_ROWS": ("10", "DuckLake data inlining: an insert of at most this many rows is kept in the catalog instead of a new Parquet file (0 = never; larger values slow the sink's key checks, see bench/store.py); `osr db compact` moves them to Parquet"),
     "OSR_SNAPSHOT_DIR": ("{OSR_HOME}/snapshots", "published model / reference snapshots the stream loads"),
     "OSR_REPORTS_DIR": ("{OSR_HOME}/reports", "data-quality reports (Great Expectations Data Docs) and run summaries"),
     "OSR_LOG_DIR": ("{OSR_HOME}/log", "service and worker logs"),
@@ -33,6 +35,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OSR_TOPIC_PREFIX": ("", "prefix added to every topic name (lets tests and runs share one broker)"),
     "OSR_FAUST_APP_ID": ("osr-stream", "Faust application id (consumer group and changelog topic prefix)"),
     "OSR_FAUST_WEB_PORT": ("6066", "Faust worker web port"),
+    "OSR_SNAPSHOT_POLL_S": ("5", "seconds between a worker's checks of the LIVE pointer (announcements on control.models reload at once)"),
+    "OSR_PUSH_GATEWAY_ID": ("push-gateway-0", "transactional name of the push gateway; a restarted gateway reuses it so the broker aborts its predecessor's open transaction"),
     "OSR_AIRFLOW_HOME": ("{OSR_HOME}/airflow", "AIRFLOW_HOME for the local Airflow"),
     "OSR_AIRFLOW_PORT": ("8080", "port of the local Airflow UI / API server"),
     "OSR_DASK_SCHEDULER": ("", "address of a Dask scheduler (tcp://host:8786); empty = start a LocalCluster"),

@@ -35,7 +35,8 @@ class Topics:
     sensor_deadletter: str = "sensor.deadletter"
     state_features: str = "state.features"
     osr_scores: str = "osr.scores"
-    notifications: str = "notifications"
+    push_approved: str = "push.approved"  # the tuner's approved pushes, at least once
+    notifications: str = "notifications"  # the push gateway's output: each moment's push once
     control_models: str = "control.models"
     profiles_raw: str = "profiles.raw"
     profiles_updates: str = "profiles.updates"
@@ -50,19 +51,31 @@ class Topics:
 TOPICS = Topics()
 
 
+# --- identities ----------------------------------------------------------------------------------
+
+def event_id_for(device_id: str, moment: str) -> str:
+    """A device's event ids are scoped to it: "<device_id>:<moment>". Why: an event id reused by
+    another person or device is then visible in the message itself, without a global registry."""
+    return f"{device_id}:{moment}"
+
+
+def event_belongs_to(event_id: str, device_id: str) -> bool:
+    return event_id.startswith(device_id + ":") and len(event_id) > len(device_id) + 1
+
+
 # --- sensor.raw ----------------------------------------------------------------------------------
 
 class Upload(TypedDict):
     """One device's batch of 1 Hz readings (arrays), so per-message cost is paid once per ~60 readings."""
 
-    event_id: str
+    event_id: str  # event_id_for(device_id, ...): scoped to the device
     user_id: str
-    device_id: str
+    device_id: str  # registered to user_id (ref.devices)
     device_type: str  # phone / watch
     ts: list[float]  # epoch seconds, strictly increasing
     x: list[float]  # metres in the city frame
     y: list[float]
-    acc: list[float]  # acceleration magnitude, m/s^2
+    acc: list[float]  # linear acceleration |a| - g, m/s^2 (-1 g .. 16 g)
     hr: NotRequired[list[float | None]]  # bpm; null where the device has no reading
 
 
@@ -176,6 +189,7 @@ MESSAGES: dict[str, type] = {
     "sensor_filtered": FilteredUpload,
     "state_features": FeatureRow,
     "osr_scores": ScoredEvent,
+    "push_approved": Notification,
     "notifications": Notification,
     "sensor_deadletter": DeadLetter,
     "control_models": ModelAnnouncement,

@@ -35,3 +35,4 @@ app = faust.App(
     web_port=int(config.get("OSR_FAUST_WEB_PORT")),
     datadir=str(DATADIR),
 )
+

@@ -22,7 +22,7 @@ sensor_filtered = _topic(TOPICS.sensor_filtered, key_serializer="raw")
 sensor_deadletter = _topic(TOPICS.sensor_deadletter, key_serializer="raw")
 state_features = _topic(TOPICS.state_features, key_serializer="raw")
 osr_scores = _topic(TOPICS.osr_scores, key_serializer="raw")
-notifications = _topic(TOPICS.notifications, key_serializer="raw")
+push_approved = _topic(TOPICS.push_approved, key_serializer="raw")
 control_models = _topic(TOPICS.control_models, key_serializer="raw")
 
 # Per-person Kalman states ({device_id: state}) and tuner states, keyed like the topics (user id).

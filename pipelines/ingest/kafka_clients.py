@@ -15,9 +15,16 @@ from pipelines import config
 from pipelines.contracts import TOPICS
 
 
+#: librdkafka's own log lines go through Python logging (where the long-running processes rate-limit
+#: them, see pipelines.rate_limited_log), not straight to stderr: a broker outage would print one
+#: line per connection attempt.
+CLIENT_LOGGER = logging.getLogger("confluent_kafka.client")
+
+
 def producer_config(**extra) -> dict:
     return {
         "bootstrap.servers": config.get("OSR_KAFKA_BOOTSTRAP"),
+        "logger": CLIENT_LOGGER,
         "partitioner": "murmur2_random",
         "linger.ms": 20,
         "enable.idempotence": True,
@@ -28,6 +35,7 @@ def producer_config(**extra) -> dict:
 def consumer_config(group_id: str, auto_commit: bool = False, **extra) -> dict:
     return {
         "bootstrap.servers": config.get("OSR_KAFKA_BOOTSTRAP"),
+        "logger": CLIENT_LOGGER,
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": auto_commit,

@@ -59,11 +59,23 @@ class ProduceReport:
 
 
 def produce_population(pop: Population, malformed_share: float = 0.02, seed: int = 11, limit: int | None = None,
-                       on_progress=None, progress_every: int = 500) -> ProduceReport:
-    """Send the stream split of `pop` to sensor.raw keyed by user id; returns what was sent."""
+                       on_progress=None, progress_every: int = 500, rate_per_s: float | None = None,
+                       kinds: tuple[str, ...] = CORRUPTIONS, make_bad=None, flush_timeout_s: float = 300.0
+                       ) -> ProduceReport:
+    """Send the stream split of `pop` to sensor.raw keyed by user id; returns what was sent.
+
+    rate_per_s: offered uploads per second (None = as fast as the broker takes them).
+    kinds / make_bad(event, kind, rng) -> bytes: which bad uploads to mix in (default: `corrupt`).
+    The producer rides out a broker outage: librdkafka retries for message.timeout.ms (5 min),
+    and the final flush waits up to flush_timeout_s.
+    """
+    import time
+
     from confluent_kafka import Producer
 
     rng = np.random.default_rng(seed)
+    make_bad = make_bad or (lambda event, kind, _rng: corrupt(event, kind))
+    t0 = time.monotonic()
     producer = Producer(producer_config())
     topic = config.topic(TOPICS.sensor_raw)
     report = ProduceReport()
@@ -76,9 +88,13 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
     for k, (event, _truth) in enumerate(sensor_events(pop, "stream")):
         if limit is not None and k >= limit:
             break
+        if rate_per_s:
+            ahead = t0 + k / rate_per_s - time.monotonic()
+            if ahead > 0:
+                producer.poll(ahead)
         if rng.random() < malformed_share:
-            kind = CORRUPTIONS[int(rng.integers(len(CORRUPTIONS)))]
-            value = corrupt(event, kind)
+            kind = kinds[int(rng.integers(len(kinds)))]
+            value = make_bad(event, kind, rng)
             report.malformed += 1
             report.by_corruption[kind] = report.by_corruption.get(kind, 0) + 1
         else:
@@ -94,7 +110,7 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
         producer.poll(0)
         if on_progress and (k + 1) % progress_every == 0:
             on_progress(report)
-    left = producer.flush(60)
+    left = producer.flush(flush_timeout_s)
     if left or errors:
         raise RuntimeError(f"{left} uploads undelivered, {len(errors)} delivery errors (first: {errors[:1]})")
     return report

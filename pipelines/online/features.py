@@ -6,6 +6,7 @@ history, so the propensity model is trained on exactly what it is served.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime, timezone
 
@@ -20,6 +21,22 @@ FEATURE_COLUMNS = fields(FeatureRow)
 
 #: Stand-in for a person the snapshot does not know yet (NaN destinations, a typical peak heart rate).
 UNKNOWN_USER = {"home_x": math.nan, "home_y": math.nan, "work_x": math.nan, "work_y": math.nan, "peak_hr": 185.0}
+
+
+def features_stage(filtered: FilteredUpload, snapshot, source: str) -> tuple[FeatureRow | None, dict | None]:
+    """(feature row, None), or (None, dead letter) when the row cannot be built or breaks its contract:
+    the features agent never stops on one upload."""
+    from pipelines.contracts import problem
+    from pipelines.ingest.validation import deadletter_record
+
+    try:
+        row = state_features(filtered, snapshot.users.get(filtered["user_id"]), snapshot.stores_xy)
+        why = problem(FeatureRow, row)
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a dead letter, never a stopped agent
+        row, why = None, f"features error: {exc.__class__.__name__}: {exc}"
+    if why is None:
+        return row, None
+    return None, deadletter_record(json.dumps(filtered, default=str)[:10_000], f"features: {why}", source)
 
 
 def _nan_to_none(v: float) -> float | None:

@@ -7,6 +7,7 @@ Works on batches of feature rows so the stream pays the model call once per batc
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -41,40 +42,70 @@ def model_frame(rows: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Data
     return X
 
 
-def candidates_frame(feature_rows: list[FeatureRow], snapshot) -> pd.DataFrame:
-    """One row per (feature row, candidate item): the person's top-N, or popular items for newcomers."""
+def candidates_frame(feature_rows: list[FeatureRow], snapshot) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per (feature row, candidate item): the person's top-N, or popular items for newcomers.
+    Also returns how many candidates each feature row got (rows stay in input order)."""
     cands = [snapshot.topn.get(f["user_id"], snapshot.popular) for f in feature_rows]
-    sizes = np.array([len(c[0]) for c in cands])
+    sizes = np.array([len(c[0]) for c in cands], dtype=np.int64)
     rows = pd.DataFrame(feature_rows, columns=["event_id", "user_id", "ts", "device_type", *NUMERIC_FEATURES])
     df = rows.iloc[np.repeat(np.arange(len(rows)), sizes)].reset_index(drop=True)
-    df["item_id"] = np.concatenate([c[0] for c in cands])
-    df["preference"] = np.concatenate([c[1] for c in cands])
-    return df.join(snapshot.items[ITEM_FEATURES], on="item_id")
+    df["item_id"] = np.concatenate([c[0] for c in cands]) if len(cands) else []
+    df["preference"] = np.concatenate([c[1] for c in cands]) if len(cands) else []
+    return df.join(snapshot.items[ITEM_FEATURES], on="item_id"), sizes
+
+
+def score_stage(feature_rows: list[FeatureRow], snapshot) -> tuple[list[ScoredEvent], list[dict]]:
+    """score_batch that never stops the agent: if the batch fails, each row is scored alone and the
+    rows that still fail become dead letters, so the good rows of a micro-batch are always scored."""
+    try:
+        return score_batch(feature_rows, snapshot), []
+    except Exception:  # noqa: BLE001
+        pass
+    from pipelines.ingest.validation import deadletter_record
+
+    scored, dead = [], []
+    for row in feature_rows:
+        try:
+            scored += score_batch([row], snapshot)
+        except Exception as exc:  # noqa: BLE001
+            dead.append(deadletter_record(json.dumps(row, default=str)[:10_000],
+                                          f"score error: {exc.__class__.__name__}: {exc}", f"state.features:{row.get('event_id')}"))
+    return scored, dead
 
 
 def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "product") -> list[ScoredEvent]:
-    """Score every candidate of every feature row; returns one dict per event with its scored candidates."""
+    """Score every candidate of every feature row: one ScoredEvent per input row, in input order.
+
+    Per row, not grouped by event id: two uploads that share an event id (a redelivery, or one
+    reused by someone else) must never merge into one scored moment with every item twice.
+    The output is built from numpy columns, not by iterating a DataFrame.
+    """
     if not feature_rows:
         return []
-    df = candidates_frame(feature_rows, snapshot)
+    df, sizes = candidates_frame(feature_rows, snapshot)
     X = model_frame(df, snapshot.meta["categories"])
     propensity = np.asarray(snapshot.booster.predict(X, num_threads=1), dtype=float)
-    raw = COMBINERS[combine](df.preference.to_numpy(dtype=float), propensity)
+    preference = df.preference.to_numpy(dtype=float)
+    raw = COMBINERS[combine](preference, propensity)
     lo, hi = snapshot.raw_range
     scaled = np.clip((raw - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(raw)
-    df = df.assign(propensity=propensity, raw_score=raw, osr_score=scaled)
-    out = []
-    for event_id, g in df.groupby("event_id", sort=False):
-        first = g.iloc[0]
+    items = df.item_id.to_numpy(dtype=object).tolist()
+    cats = df.category.to_numpy(dtype=object).tolist()
+    pref, prop, rawl, osr = preference.tolist(), propensity.tolist(), raw.tolist(), scaled.tolist()
+    out: list[ScoredEvent] = []
+    start = 0
+    for f, n in zip(feature_rows, sizes.tolist()):
+        end = start + n
         out.append({
-            "event_id": event_id,
-            "user_id": first.user_id,
-            "ts": float(first.ts),
+            "event_id": f["event_id"],
+            "user_id": f["user_id"],
+            "ts": float(f["ts"]),
             "model_id": snapshot.model_id,
             "scores": [
-                {"item_id": r.item_id, "category": r.category, "preference": float(r.preference),
-                 "propensity": float(r.propensity), "raw_score": float(r.raw_score), "osr_score": float(r.osr_score)}
-                for r in g.itertuples(index=False)
+                {"item_id": items[k], "category": cats[k], "preference": pref[k], "propensity": prop[k],
+                 "raw_score": rawl[k], "osr_score": osr[k]}
+                for k in range(start, end)
             ],
         })
+        start = end
     return out

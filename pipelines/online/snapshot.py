@@ -18,6 +18,8 @@ import pandas as pd
 from pipelines import config
 
 TABLES = ("topn", "items", "users", "stores", "rules", "preferences")
+#: Written when given; a snapshot without it has no device registry (only known people are checked).
+OPTIONAL_TABLES = ("devices",)
 
 
 def snapshot_root() -> Path:
@@ -35,7 +37,7 @@ def write_snapshot(model_id: str, tables: dict[str, pd.DataFrame], propensity_mo
         raise FileExistsError(f"snapshot {folder} already exists; model ids are never reused")
     tmp = folder.with_name(folder.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
-    for name in TABLES:
+    for name in (*TABLES, *(t for t in OPTIONAL_TABLES if t in tables)):
         tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
     (tmp / "propensity.txt").write_text(propensity_model)
     (tmp / "meta.json").write_text(json.dumps({**meta, "model_id": model_id}, indent=2, default=str))
@@ -73,6 +75,15 @@ class Snapshot:
     rules: pd.DataFrame
     preferences: dict[str, dict]
     folder: Path = field(default=None)
+    devices: dict[str, str] | None = None  # device_id -> user_id; None = no registry in this snapshot
+
+    def registered(self, user_id: str, device_id: str) -> str | None:
+        """Why an upload from this person / device must not be served (quarantine), or None."""
+        if user_id not in self.users:
+            return f"unknown person {user_id[:80]!r} (not in the live snapshot): quarantined, never pushed to"
+        if self.devices is not None and self.devices.get(device_id) != user_id:
+            return f"device {device_id[:80]!r} is not registered to {user_id[:80]!r}: quarantined"
+        return None
 
     @property
     def raw_range(self) -> tuple[float, float]:
@@ -109,6 +120,8 @@ def load_snapshot(model_id: str | None = None, root: Path | None = None) -> Snap
         rules=t["rules"],
         preferences=t["preferences"].set_index("user_id").to_dict("index"),
         folder=folder,
+        devices=(pd.read_parquet(folder / "devices.parquet").set_index("device_id").user_id.to_dict()
+                 if (folder / "devices.parquet").exists() else None),
     )
 
 
@@ -116,12 +129,12 @@ class LiveSnapshot:
     """The live snapshot for a long-running reader: re-reads LIVE at most every `check_every_s`
     seconds (or when told to by `refresh(force=True)`, e.g. on a control-topic message)."""
 
-    def __init__(self, root: Path | None = None, check_every_s: float = 5.0):
+    def __init__(self, root: Path | None = None, check_every_s: float | None = None):
         import time
 
         self._time = time.monotonic
         self.root = root
-        self.check_every_s = check_every_s
+        self.check_every_s = float(config.get("OSR_SNAPSHOT_POLL_S")) if check_every_s is None else check_every_s
         self._snap: Snapshot | None = None
         self._checked = -1e9
 

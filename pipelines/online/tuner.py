@@ -65,13 +65,48 @@ def _in_quiet_hours(hour: int, start, end) -> bool:
     return start <= hour < end if start < end else (hour >= start or hour < end)
 
 
+#: How long the tuner remembers what it decided for a moment (by event time), and at most how many
+#: moments per person: longer than any replay after a crash or a redelivery can reach back.
+MEMORY_S = 2 * 86400.0
+MEMORY_MAX = 500
+
+
 def decide(scored: ScoredEvent, rules: RuleBook, prefs: dict | None,
            state: dict | None) -> tuple[Notification | None, str, dict]:
     """(notification or None, reason, new state) for one scored event.
 
-    state: {"day": "YYYY-MM-DD", "count": int, "last_push": {category: ts}}
+    Idempotent by event id: a moment decided before (a redelivery, or a replay after a crash that
+    kept the state) gets the same answer again and leaves the state as it was, so it can never
+    approve a second item. Decided from the same state, the same moment gets the same answer, so a
+    replay after a crash that lost the state is deterministic too (the push gateway drops the copy).
+
+    state: {"day": "YYYY-MM-DD", "count": int, "last_push": {category: ts},
+            "decided": {event_id: [ts, notification or None, reason]}}
     """
-    state = {"day": None, "count": 0, "last_push": {}, **(state or {})}
+    state = {"day": None, "count": 0, "last_push": {}, "decided": {}, **(state or {})}
+    eid = scored["event_id"]
+    before = state["decided"].get(eid)
+    if before is not None:
+        return before[1], before[2], state
+    note, reason, new_state = _decide_new(scored, rules, prefs or {}, state)
+    new_state["decided"] = _remember(state["decided"], eid, float(scored["ts"]), note, reason)
+    return note, reason, new_state
+
+
+def _remember(decided: dict, event_id: str, ts: float, note, reason: str) -> dict:
+    """Add one decision; forget by age and count. A person's moments arrive roughly in time order, so
+    the first entry is (about) the oldest: the full prune runs only when it is due, not per decision."""
+    out = {**decided, event_id: [ts, note, reason]}
+    first_ts = next(iter(out.values()))[0]
+    if len(out) <= MEMORY_MAX and first_ts >= ts - MEMORY_S:
+        return out
+    newest = max(ts, max(v[0] for v in out.values()))
+    keep = sorted((v[0], k) for k, v in out.items() if v[0] >= newest - MEMORY_S)[-MEMORY_MAX:]
+    return {k: out[k] for _ts, k in keep}
+
+
+def _decide_new(scored: ScoredEvent, rules: RuleBook, prefs: dict, state: dict
+                ) -> tuple[Notification | None, str, dict]:
     ts = float(scored["ts"])
     when = datetime.fromtimestamp(ts, tz=timezone.utc)
     day = when.date().isoformat()
@@ -81,7 +116,6 @@ def decide(scored: ScoredEvent, rules: RuleBook, prefs: dict | None,
         return None, "late event from an earlier day", state
     if state["day"] != day:
         state = {**state, "day": day, "count": 0}
-    prefs = prefs or {}
     if prefs.get("opted_out"):
         return None, "opted out", state
     if _in_quiet_hours(when.hour, prefs.get("quiet_start_hour"), prefs.get("quiet_end_hour")):
@@ -125,5 +159,10 @@ class TunerStage:
         return rules
 
     def decide(self, scored: ScoredEvent, snapshot, state: dict | None) -> tuple[Notification | None, str, dict]:
-        uid = scored["user_id"]
-        return decide(scored, self.rules_for(snapshot), snapshot.preferences.get(uid), state)
+        """decide() that never raises: a scored event it cannot take is refused with the reason
+        (the state is left as it was), so the tuner agent never stops."""
+        try:
+            uid = scored["user_id"]
+            return decide(scored, self.rules_for(snapshot), snapshot.preferences.get(uid), state)
+        except Exception as exc:  # noqa: BLE001
+            return None, f"tuner error: {exc.__class__.__name__}: {exc}", dict(state or {})

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from pipelines import config
+from pipelines import config, rate_limited_log
 
 #: Modules that add their own subcommands through `register(subparsers)`.
 PLUGINS = ("pipelines.ops.commands.services", "pipelines.ops.commands.filtering", "pipelines.ops.commands.recsys",
@@ -53,7 +53,19 @@ def cmd_db_migrate(args) -> int:
     con = connect()
     applied = migrate(con)
     con.close()
-    print(f"{config.get('OSR_DUCKDB_PATH')}: applied {applied or 'nothing (up to date)'}")
+    print(f"{config.get('OSR_STORE_CATALOG')}: applied {applied or 'nothing (up to date)'}")
+    return 0
+
+
+def cmd_db_compact(args) -> int:
+    from pipelines.store.db import compact, connect
+
+    con = connect()
+    try:
+        counts = compact(con, keep_snapshots_days=args.keep_days, delete_files_after_s=args.delete_after)
+    finally:
+        con.close()
+    print(json.dumps({"catalog": config.get("OSR_STORE_CATALOG"), **counts}))
     return 0
 
 
@@ -116,6 +128,15 @@ def cmd_sink(args) -> int:
     return 0
 
 
+def cmd_push_gateway(args) -> int:
+    from pipelines.online.push_gateway import run_gateway
+
+    stats = run_gateway(instance=args.instance, idle_exit_s=args.idle_exit, max_runtime_s=args.max_runtime,
+                        on_progress=lambda s: print(f"push gateway: {s}", flush=True))
+    print(f"push gateway stopped: {stats}")
+    return 0
+
+
 def cmd_produce(args) -> int:
     from pipelines.synthetic import population as P
     from pipelines.ingest.producer import produce_population
@@ -162,9 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="list every OSR_* setting with its value and meaning")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("db", help="the DuckDB store")
+    p = sub.add_parser("db", help="the store (a DuckLake: OSR_STORE_CATALOG + OSR_STORE_DATA)")
     dsub = p.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     dsub.add_parser("migrate", help="apply sql/migrations idempotently").set_defaults(func=cmd_db_migrate)
+    c = dsub.add_parser("compact", help="maintenance: move inlined rows to Parquet, merge small files, "
+                                        "expire old snapshots, delete unreferenced files (safe beside the sink)")
+    c.add_argument("--keep-days", type=float, default=7.0,
+                   help="keep snapshots (time travel) this many days (default 7)")
+    c.add_argument("--delete-after", type=float, default=3600.0,
+                   help="delete files unreferenced for more than this many seconds (default 3600: a running "
+                        "query may still read them)")
+    c.set_defaults(func=cmd_db_compact)
 
     p = sub.add_parser("query", help="run SQL (or a named report from sql/reports) read-only against the store")
     p.add_argument("sql", help="SQL text, or the name of a report in sql/reports without .sql "
@@ -189,10 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--announce", action="store_true", help="announce the new model on control.models")
     p.set_defaults(func=cmd_nightly)
 
-    p = sub.add_parser("sink", help="write stream results into DuckDB (the store's single writer)")
+    p = sub.add_parser("sink", help="write stream results into the store (keyed, idempotent; batch jobs "
+                                    "and queries run beside it)")
     p.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
     p.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_sink)
+
+    p = sub.add_parser("push-gateway", help="deliver approved pushes (push.approved) onto notifications, each "
+                                            "moment once (Kafka transactions + dedupe by moment)")
+    p.add_argument("--instance", default=None,
+                   help="transactional name; a restarted gateway must reuse it (default OSR_PUSH_GATEWAY_ID)")
+    p.add_argument("--idle-exit", type=float, default=None, help="stop after this many idle seconds")
+    p.add_argument("--max-runtime", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_push_gateway)
 
     p = sub.add_parser("stream", help="the stream side: Faust worker, producing uploads")
     ssub = p.add_subparsers(dest="stream_command", metavar="ACTION", required=True)
@@ -219,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    rate_limited_log.install()  # a broker outage must not print a line per reconnect
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -23,7 +23,8 @@ from pipelines.store.population_loader import load_population
 from pipelines.ingest.producer import produce_population
 from pipelines.ops.services import broker, topics
 from pipelines.ops.services.processes import Service, ServiceError, port_open, wait_until
-from pipelines.store.db import REPORTS_SQL, connect, migrate, run_sql_file
+from pipelines.online.push_gateway import GROUP as GATEWAY_GROUP
+from pipelines.store.db import REPORTS_SQL, connect, execute_write, migrate, run_sql_file
 
 class FaustWorkerService(Service):
     """A Faust worker renames its process (setproctitle) to
@@ -40,43 +41,58 @@ class FaustWorkerService(Service):
 FAUST_WORKER = FaustWorkerService("faust-worker", ("faust", "streams.app", "worker"))
 SINK = Service("sink", ("pipelines.ops.cli", "sink"))
 SINK_GROUP = "osr-sink"
+GATEWAY = Service("push-gateway", ("pipelines.ops.cli", "push-gateway"))
 
 
 def say(msg: str) -> None:
     print(f"[osr {datetime.now():%H:%M:%S}] {msg}", flush=True)
 
 
-def start_worker() -> int:
-    """A real Faust worker for streams.app, logging to OSR_LOG_DIR/faust-worker.log."""
+def worker_service(index: int = 0) -> FaustWorkerService:
+    """The index-th Faust worker of this home (0 is the demo's one); each has its own pid file and log."""
+    return FAUST_WORKER if index == 0 else FaustWorkerService(f"faust-worker-{index}", FAUST_WORKER.signature)
+
+
+def start_worker(index: int = 0, web_port: int | None = None) -> int:
+    """A real Faust worker for streams.app, logging to OSR_LOG_DIR/faust-worker[-index].log.
+
+    Several workers of one app form one consumer group and share the partitions; each needs its
+    own web port (OSR_FAUST_WEB_PORT + index unless given)."""
+    import os
+
     exe = str(config.PROJECT_ROOT / ".venv" / "bin" / "faust")
     if not (config.PROJECT_ROOT / ".venv" / "bin" / "faust").exists():
         exe = "faust"
-    port = int(config.get("OSR_FAUST_WEB_PORT"))
+    port = web_port or int(config.get("OSR_FAUST_WEB_PORT")) + index
     if port_open("127.0.0.1", port):
-        raise ServiceError(f"port {port} (OSR_FAUST_WEB_PORT) is taken, by another Faust worker perhaps "
+        raise ServiceError(f"port {port} (OSR_FAUST_WEB_PORT + {index}) is taken, by another Faust worker perhaps "
                            "(`pgrep -af Faust:Worker`); stop it or choose another port")
-    argv = [exe, "-A", "streams.app", "worker", "-l", "info",
-            "--web-host", "127.0.0.1", "--web-port", config.get("OSR_FAUST_WEB_PORT")]
-    return FAUST_WORKER.start(argv, cwd=config.path("OSR_HOME", create=True))
+    argv = [exe, "-A", "streams.app", "worker", "-l", "info", "--web-host", "127.0.0.1", "--web-port", str(port)]
+    env = {**os.environ, "OSR_FAUST_WEB_PORT": str(port)}
+    return worker_service(index).start(argv, env=env, cwd=config.path("OSR_HOME", create=True))
 
 
-def wait_worker_ready(pid: int, timeout: float = 120.0, progress=say) -> None:
+def wait_worker_ready(pid: int, timeout: float = 120.0, progress=say, index: int = 0) -> None:
     """Block until the worker started as `pid` logs "Worker ready"; wait_until fails with the log's
     tail if it dies first (e.g. its web port is taken) rather than let the run wait on a stream
     nobody reads."""
-    log = FAUST_WORKER.log_file
-    start_size = log.stat().st_size if log.exists() else 0
+    service = worker_service(index)
+    log = service.log_file
 
     def ready() -> bool:
-        with open(log, "rb") as f:
-            f.seek(start_size)
-            return b"Worker ready" in f.read()
+        # only what this start logged: after the last "=== ... starting:" line Service.start wrote
+        text = log.read_bytes() if log.exists() else b""
+        return b"Worker ready" in text[text.rfind(b"\n=== "):]
 
-    wait_until(ready, "Faust worker", timeout, FAUST_WORKER, pid, progress)
+    wait_until(ready, f"Faust worker {index}", timeout, service, pid, progress)
 
 
 def start_sink() -> int:
     return SINK.start([sys.executable, "-m", "pipelines.ops.cli", "sink"], cwd=config.PROJECT_ROOT)
+
+
+def start_gateway() -> int:
+    return GATEWAY.start([sys.executable, "-m", "pipelines.ops.cli", "push-gateway"], cwd=config.PROJECT_ROOT)
 
 
 def stream_groups() -> dict[str, list[str]]:
@@ -85,6 +101,7 @@ def stream_groups() -> dict[str, list[str]]:
     return {
         config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw), q(t.sensor_filtered), q(t.state_features),
                                          q(t.osr_scores)],
+        GATEWAY_GROUP: [q(t.push_approved)],
         SINK_GROUP: [q(t.state_features), q(t.osr_scores), q(t.notifications), q(t.sensor_deadletter)],
     }
 
@@ -94,8 +111,13 @@ def wait_drained(timeout: float, progress=say, every: float = 5.0) -> dict:
     message in flight between two agents is not mistaken for the end)."""
     deadline = time.monotonic() + timeout
     last_print, clean = 0.0, 0
+    from confluent_kafka import KafkaException
+
     while True:
-        lags = {g: group_lag(g, ts) for g, ts in stream_groups().items()}
+        try:
+            lags = {g: group_lag(g, ts) for g, ts in stream_groups().items()}
+        except KafkaException as exc:  # e.g. a group coordinator still loading after a broker restart
+            lags = {"(broker not ready)": {str(exc)[:80]: 1}}
         pending = sum(sum(v.values()) for v in lags.values())
         clean = clean + 1 if pending == 0 else 0
         if clean >= 2:
@@ -139,7 +161,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
     t0 = time.monotonic()
     started_broker = False
     try:
-        say(f"store: {config.get('OSR_DUCKDB_PATH')}")
+        say(f"store: {config.get('OSR_STORE_CATALOG')} (data {config.get('OSR_STORE_DATA')})")
         con = connect()
         applied = migrate(con)
         say(f"migrations applied: {applied or 'none (up to date)'}")
@@ -165,6 +187,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
         topics.create_topics()
         say(f"topics ready ({int(config.get('OSR_TOPIC_PARTITIONS'))} partitions each)")
         start_sink()
+        start_gateway()
         wait_worker_ready(start_worker(), progress=lambda m: say("  " + m))
         say(f"Faust worker and sink started (logs in {config.get('OSR_LOG_DIR')})")
         rep.seconds["services"] = round(time.monotonic() - t, 1)
@@ -179,6 +202,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
         wait_drained(drain_timeout)
         rep.seconds["stream"] = round(time.monotonic() - t, 1)
     finally:
+        say("push gateway: " + GATEWAY.stop(60))
         say("sink: " + SINK.stop(60))
         say("Faust worker: " + FAUST_WORKER.stop(60))
         if started_broker and not keep_services:
@@ -196,11 +220,10 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
     con = connect()
     try:
         migrate(con)
-        con.execute("INSERT INTO ops.runs VALUES (?, 'demo', now() - to_seconds(?), now(), 'ok', ?)",
-                    [run_id, rep.seconds["total"], json.dumps({"produced": rep.produced, "counts": rep.counts,
-                                                               "lift": rep.lift,
-                                                               "model_id": rep.nightly.get("model_id")},
-                                                              default=str)])
+        summary = json.dumps({"produced": rep.produced, "counts": rep.counts, "lift": rep.lift,
+                              "model_id": rep.nightly.get("model_id")}, default=str)
+        execute_write(con, "INSERT INTO ops.runs VALUES (?, 'demo', now() - to_seconds(?), now(), 'ok', ?)",
+                      [run_id, rep.seconds["total"], summary])
     finally:
         con.close()
     return rep
@@ -232,7 +255,7 @@ def print_summary(rep: DemoReport) -> None:
             print(f"    {n['ts']:%H:%M} {n['user_id']} <- {n['item_id']} ({n['category']}) "
                   f"score {n['osr_score']:.3f} while {n['true_state']}")
     print("Where to look:")
-    print(f"  DuckDB store   {config.get('OSR_DUCKDB_PATH')}   (try: osr query notifications_by_state)")
+    print(f"  store          {config.get('OSR_STORE_CATALOG')}   (try: osr query notifications_by_state)")
     print(f"  quality        {config.path('OSR_REPORTS_DIR') / 'data_docs' / 'index.html'}")
     print(f"  logs           {config.get('OSR_LOG_DIR')}")
     print(f"  snapshots      {config.get('OSR_SNAPSHOT_DIR')}")

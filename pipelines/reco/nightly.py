@@ -15,6 +15,7 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -25,7 +26,7 @@ from pipelines.quality import suites
 from pipelines.quality.gate import require
 from pipelines.reco.promotion import candidate_metrics, quality_verdict
 from pipelines.online.osr_score import CATEGORICAL, MODEL_FEATURES, model_frame, score_batch
-from pipelines.store.db import connect, migrate, run_sql_file, scalar
+from pipelines.store.db import connect, migrate, run_sql_file, scalar, transaction, upsert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def _reference_tables(con) -> dict[str, pd.DataFrame]:
         "items": items,
         "users": con.execute("SELECT user_id, peak_hr, home_x, home_y, work_x, work_y FROM ref.users").df(),
         "stores": con.execute("SELECT store_id, category, x, y FROM ref.stores").df(),
+        "devices": con.execute("SELECT device_id, user_id, device_type FROM ref.devices").df(),
         "rules": rules,
         "preferences": con.execute("SELECT * FROM tuner.preferences").df(),
     }
@@ -268,27 +270,32 @@ def publish(model_id: str, db_path: str | None = None) -> dict:
     s = snap.load_snapshot(model_id)
     topn = pd.read_parquet(s.folder / "topn.parquet")
     metrics = candidate_metrics(s.meta)
+    algorithm = f"{s.meta['preferences_model']['algorithm']}+lightgbm"
+
+    def register(c):
+        """One transaction (run again if another writer wins the commit race): decide against the live
+        model as of now, retire it, register this one, write its top-N."""
+        if scalar(c, "SELECT count(*) FROM reco.model_registry WHERE model_id = ?", [model_id]):
+            raise duckdb.ConstraintException(f"Constraint Error: model {model_id} is registered already")
+        live = c.execute("SELECT model_id, metrics FROM reco.model_registry WHERE status = 'live'").fetchall()
+        previous, live_metrics = (live[0][0], json.loads(live[0][1])) if live else (None, None)
+        promote, why = quality_verdict(metrics, live_metrics)
+        if promote:
+            c.execute("UPDATE reco.model_registry SET status = 'retired' WHERE status = 'live'")
+        c.execute(
+            "INSERT INTO reco.model_registry VALUES (?, 'reco_snapshot', ?, ?, ?, now(), ?, ?, ?)",
+            [model_id, algorithm, json.dumps(s.meta["preferences_model"]), json.dumps(metrics),
+             "live" if promote else "rejected", str(s.folder), f"{why}; previous live: {previous}"],
+        )
+        if promote:
+            upsert_ignore(c, "reco.topn", topn.assign(model_id=model_id)[["model_id", "user_id", "rank", "item_id",
+                                                                           "score"]])
+        return previous, promote, why
+
     con = connect(db_path)
     try:
         migrate(con)
-        live = con.execute("SELECT model_id, metrics FROM reco.model_registry WHERE status = 'live'").fetchall()
-        previous, live_metrics = (live[0][0], json.loads(live[0][1])) if live else (None, None)
-        promote, why = quality_verdict(metrics, live_metrics)
-        con.execute("BEGIN")
-        if promote:
-            con.execute("UPDATE reco.model_registry SET status = 'retired' WHERE status = 'live'")
-        con.execute(
-            "INSERT INTO reco.model_registry VALUES (?, 'reco_snapshot', ?, ?, ?, now(), ?, ?, ?)",
-            [model_id, f"{s.meta['preferences_model']['algorithm']}+lightgbm", json.dumps(s.meta["preferences_model"]),
-             json.dumps(metrics), "live" if promote else "rejected", str(s.folder),
-             f"{why}; previous live: {previous}"],
-        )
-        if promote:
-            con.register("_topn", topn.assign(model_id=model_id))
-            con.execute("INSERT INTO reco.topn SELECT model_id, user_id, rank, item_id, score FROM _topn "
-                        "ON CONFLICT DO NOTHING")
-            con.unregister("_topn")
-        con.execute("COMMIT")
+        previous, promote, why = transaction(con, register)
     finally:
         con.close()
     if promote:

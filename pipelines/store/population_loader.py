@@ -8,10 +8,11 @@ import logging
 import numpy as np
 import pandas as pd
 
+from pipelines.contracts import event_id_for
 from pipelines.synthetic import population as P
 from pipelines.online.features import FEATURE_COLUMNS, state_features
 from pipelines.filtering.kalman import filter_event
-from pipelines.store.db import upsert_ignore
+from pipelines.store.db import transaction, upsert_ignore
 from pipelines.online.tuner import DEFAULT_RULES
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def stream_truth(pop: P.Population) -> pd.DataFrame:
     c = pop.contexts[pop.contexts.split == "stream"]
     devs = pop.devices.groupby("user_id").device_type.apply(list).to_dict()
     n = pop.params.readings_per_event
-    rows = [(f"{r.context_id}-{d}", r.user_id, r.start_ts + n - 1, r.state)
+    rows = [(event_id_for(f"{r.user_id}-{d}", r.context_id), r.user_id, r.start_ts + n - 1, r.state)
             for r in c.itertuples(index=False) for d in devs[r.user_id]]
     df = pd.DataFrame(rows, columns=["event_id", "user_id", "ts", "state"])
     df["ts"] = pd.to_datetime(df.ts, unit="s")
@@ -65,25 +66,17 @@ def default_preferences(pop: P.Population) -> pd.DataFrame:
 def load_population(con, pop: P.Population, progress=None) -> dict[str, int]:
     """Write reference data, history, backfilled features, truth, default rules and preferences. Idempotent."""
     feats, truth = backfill_features(pop, "history", progress)
-    tables = {
-        "ref.users": (pop.users, ["user_id"]),
-        "ref.devices": (pop.devices, ["device_id"]),
-        "ref.items": (pop.items, ["item_id"]),
-        "ref.stores": (pop.stores, ["store_id"]),
-        "events.interactions": (pop.interactions, ["interaction_id"]),
-        "events.outcomes": (P.outcomes(pop, "history"), ["outcome_id"]),
-        "features.state_features": (feats, ["event_id"]),
-        "events.state_truth": (pd.concat([truth, stream_truth(pop)], ignore_index=True), ["event_id"]),
-        "tuner.rules": (DEFAULT_RULES, ["scope", "scope_key"]),
-        "tuner.preferences": (default_preferences(pop), ["user_id"]),
+    tables = {  # each keyed by its declared key (pipelines.store.db.KEYS)
+        "ref.users": pop.users,
+        "ref.devices": pop.devices,
+        "ref.items": pop.items,
+        "ref.stores": pop.stores,
+        "events.interactions": pop.interactions,
+        "events.outcomes": P.outcomes(pop, "history"),
+        "features.state_features": feats,
+        "events.state_truth": pd.concat([truth, stream_truth(pop)], ignore_index=True),
+        "tuner.rules": DEFAULT_RULES,
+        "tuner.preferences": default_preferences(pop),
     }
-    counts = {}
-    con.execute("BEGIN")
-    try:
-        for table, (df, key) in tables.items():
-            counts[table] = upsert_ignore(con, table, df, key)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    return counts
+    # one transaction; run again (nothing of a lost attempt stays) if another writer wins the commit race
+    return transaction(con, lambda c: {table: upsert_ignore(c, table, df) for table, df in tables.items()})

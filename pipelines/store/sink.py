@@ -1,7 +1,8 @@
-"""The sink: the one process that writes stream results into DuckDB.
+"""The sink: the long-lived process that writes stream results into the store (a DuckLake, so
+batch tasks and queries read and write beside it).
 
 Reads state.features, osr.scores, notifications and sensor.deadletter in batches,
-inserts them keyed by their ids (replays insert nothing twice), commits the DuckDB
+inserts them keyed by their ids (replays insert nothing twice), commits the store
 transaction, and only then commits the Kafka offsets. A crash between the two
 replays the batch, which the keys make harmless: at-least-once in, exactly-once
 in the store.
@@ -24,7 +25,8 @@ from pipelines.contracts import TOPICS
 from pipelines.contracts import (DeadLetter, FeatureRow, Notification, ScoredEvent, ScoredItem, fields,
                                  problem)
 from pipelines.ingest.kafka_clients import consumer_config
-from pipelines.store.db import connect, migrate, upsert_ignore
+from pipelines.rate_limited_log import RateLimitedLog
+from pipelines.store.db import connect, migrate, table_key, transaction, upsert_ignore
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +69,16 @@ def deadletter_frame(values: list[dict]) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one topic's messages land: the table, its key, the converter, and the message contract."""
+    """Where one topic's messages land: the table (keyed by its declared key), the converter, and the
+    message contract."""
 
     table: str
-    key: list[str]
     frame: object
     contract: type
+
+    @property
+    def key(self) -> list[str]:
+        return list(table_key(self.table))
 
     def problem(self, value) -> str | None:
         """Why `value` cannot be stored in this route's table, or None."""
@@ -80,15 +86,13 @@ class Route:
 
 
 def routes() -> dict[str, Route]:
-    """Topic -> (table, primary key, converter, contract). Why here: one place says where each stream result lands."""
+    """Topic -> (table, converter, contract). Why here: one place says where each stream result lands."""
     t = TOPICS
     return {
-        config.topic(t.state_features): Route("features.state_features", ["event_id"], features_frame, FeatureRow),
-        config.topic(t.osr_scores): Route("stream.osr_scores", ["score_id"], scores_frame, ScoredEvent),
-        config.topic(t.notifications): Route("stream.notifications", ["notification_id"], notifications_frame,
-                                             Notification),
-        config.topic(t.sensor_deadletter): Route("stream.deadletter", ["deadletter_id"], deadletter_frame,
-                                                 DeadLetter),
+        config.topic(t.state_features): Route("features.state_features", features_frame, FeatureRow),
+        config.topic(t.osr_scores): Route("stream.osr_scores", scores_frame, ScoredEvent),
+        config.topic(t.notifications): Route("stream.notifications", notifications_frame, Notification),
+        config.topic(t.sensor_deadletter): Route("stream.deadletter", deadletter_frame, DeadLetter),
     }
 
 
@@ -98,41 +102,103 @@ class SinkStats:
     new_rows: dict[str, int] = field(default_factory=dict)
     undecodable: int = 0
     batches: int = 0
+    store_retries: int = 0
+    pending: int = 0  # messages polled but not stored yet (the store was unavailable)
 
 
-def write_batch(con, msgs, table_routes: dict[str, Route], stats: SinkStats) -> None:
-    """Decode, insert (ignoring known keys) and record one polled batch, in one DuckDB transaction."""
-    by_topic: dict[str, list[dict]] = {}
+def _decode(msgs, table_routes: dict[str, Route]) -> tuple[dict[str, list], list[dict]]:
+    """Messages by topic, and a dead letter for each one its route cannot take."""
+    by_topic: dict[str, list] = {}
     bad = []
     for m in msgs:
         try:
             value = json.loads(m.value())
             problem = table_routes[m.topic()].problem(value)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:
             problem = f"not JSON: {exc}"
         if problem is None:
-            by_topic.setdefault(m.topic(), []).append(value)
+            by_topic.setdefault(m.topic(), []).append((m, value))
         else:
-            bad.append({"source": f"{m.topic()}:{m.partition()}:{m.offset()}", "event_id": None,
-                        "reason": f"sink could not decode a {m.topic()} message: {problem}",
-                        "payload": (m.value() or b"").decode("utf-8", "replace")[:10_000]})
-    con.execute("BEGIN")
-    try:
-        for topic, values in by_topic.items():
+            bad.append(_letter(m, f"sink could not decode a {m.topic()} message: {problem}"))
+    return by_topic, bad
+
+
+def _letter(m, reason: str) -> dict:
+    return {"source": f"{m.topic()}:{m.partition()}:{m.offset()}", "event_id": None, "reason": reason,
+            "payload": (m.value() or b"").decode("utf-8", "replace")[:10_000]}
+
+
+def _store(con, by_topic: dict[str, list], bad: list[dict], table_routes: dict[str, Route], stats: SinkStats) -> None:
+    """Insert (ignoring known keys) in one store transaction, run again if another writer wins the
+    commit race (the keys make that harmless); the stats count the attempt that committed."""
+    def work(c) -> list[tuple[str, str, int, int]]:
+        done = []
+        for topic, pairs in by_topic.items():
             r = table_routes[topic]
-            n = upsert_ignore(con, r.table, r.frame(values), r.key)
-            stats.messages[topic] = stats.messages.get(topic, 0) + len(values)
-            stats.new_rows[r.table] = stats.new_rows.get(r.table, 0) + n
-            con.execute("INSERT INTO ops.sink_batches VALUES (?, ?, ?, ?, now())",
-                        [uuid.uuid4().hex, topic, len(values), n])
+            values = [v for _m, v in pairs]
+            n = upsert_ignore(c, r.table, r.frame(values), r.key)
+            c.execute("INSERT INTO ops.sink_batches VALUES (?, ?, ?, ?, now())",
+                      [uuid.uuid4().hex, topic, len(values), n])
+            done.append((topic, r.table, len(values), n))
         if bad:
-            upsert_ignore(con, "stream.deadletter", deadletter_frame(bad), ["deadletter_id"])
-            stats.undecodable += len(bad)
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
+            upsert_ignore(c, "stream.deadletter", deadletter_frame(bad))
+        return done
+
+    for topic, table, n_values, n_new in transaction(con, work):
+        stats.messages[topic] = stats.messages.get(topic, 0) + n_values
+        stats.new_rows[table] = stats.new_rows.get(table, 0) + n_new
+    stats.undecodable += len(bad)
+
+
+class StoreUnavailable(RuntimeError):
+    """Not one message but the store failed (every message of the batch failed alone too): retry later."""
+
+
+def write_batch(con, msgs, table_routes: dict[str, Route], stats: SinkStats) -> None:
+    """Decode, insert (ignoring known keys) and record one polled batch, in one store transaction.
+
+    A message the store refuses (a value its column cannot hold, say) must not stop the sink: when
+    the batch fails, each message is stored on its own and the ones that still fail are
+    dead-lettered with the store's error. If every one fails, the store itself is the problem:
+    StoreUnavailable, nothing dead-lettered, the caller retries the batch.
+    """
+    by_topic, bad = _decode(msgs, table_routes)
+    try:
+        _store(con, by_topic, bad, table_routes, stats)
+    except Exception as batch_error:  # noqa: BLE001
+        singles = [(t, pair) for t, pairs in by_topic.items() for pair in pairs]
+        failed = []
+        for topic, (m, value) in singles:
+            try:
+                _store(con, {topic: [(m, value)]}, [], table_routes, stats)
+            except Exception as exc:  # noqa: BLE001
+                failed.append(_letter(m, f"store refused a {topic} message: {exc.__class__.__name__}: {str(exc)[:300]}"))
+        if singles and len(failed) == len(singles) and len(singles) > 1 or not singles:
+            raise StoreUnavailable(f"the store refused the whole batch: {batch_error}") from batch_error
+        try:
+            _store(con, {}, bad + failed, table_routes, stats)
+        except Exception as exc:  # noqa: BLE001
+            raise StoreUnavailable(f"the store refused even the dead letters: {exc}") from exc
+        log.warning("sink: %d of %d messages dead-lettered after the store refused them", len(failed), len(singles))
     stats.batches += 1
+
+
+def _write_until_stored(con, msgs, table_routes, stats: SinkStats, stop: dict, noisy) -> None:
+    """Write one batch, waiting out a store outage (with backoff) instead of exiting."""
+    delay = 0.5
+    stats.pending = len(msgs)
+    while True:
+        try:
+            write_batch(con, msgs, table_routes, stats)
+            stats.pending = 0
+            return
+        except StoreUnavailable as exc:
+            stats.store_retries += 1
+            noisy.warning("sink: store unavailable (%s); retrying", exc)
+            if stop["now"]:
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def run_sink(db_path: str | None = None, group_id: str = "osr-sink", max_batch: int = 5000,
@@ -147,6 +213,7 @@ def run_sink(db_path: str | None = None, group_id: str = "osr-sink", max_batch: 
     consumer = Consumer(consumer_config(group_id, auto_commit=False))
     consumer.subscribe(list(table_routes))
     stats = SinkStats()
+    noisy = RateLimitedLog(log, every_s=10.0)
     stop = {"now": False}
 
     def _stop(signum, frame):
@@ -163,12 +230,18 @@ def run_sink(db_path: str | None = None, group_id: str = "osr-sink", max_batch: 
                 if m.error():
                     if m.error().fatal():
                         raise KafkaException(m.error())
-                    log.warning("consumer error: %s", m.error())
+                    noisy.warning("sink: consumer error: %s", m.error())
                 else:
                     good.append(m)
             if good:
-                write_batch(con, good, table_routes, stats)
-                consumer.commit(asynchronous=False)  # only after the DuckDB commit
+                _write_until_stored(con, good, table_routes, stats, stop, noisy)
+                if stop["now"] and stats.pending:
+                    break  # not stored: do not commit; the next sink replays these
+                try:
+                    consumer.commit(asynchronous=False)  # only after the store commit
+                except KafkaException as exc:
+                    # e.g. the broker is away: the rows are stored; a replay after a restart is harmless
+                    noisy.warning("sink: offset commit failed (%s); will commit with the next batch", exc)
                 last_msg = now
             if on_progress and now - last_report >= progress_every_s:
                 on_progress(stats)

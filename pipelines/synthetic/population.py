@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 import numpy as np
 import pandas as pd
 
+from pipelines.contracts import event_id_for
+
 #: Item categories. Each is tied to the states in which people buy it.
 CATEGORIES = ["sports_drink", "protein_bar", "coffee", "lunch", "grocery", "apparel", "electronics", "streaming"]
 STATES = ["workout", "commute", "idle", "near_store"]
@@ -262,11 +264,12 @@ def sensor_events(pop: Population, split: str = "stream"):
             else:
                 hr_list = [None] * n
             acc_obs = acc + rng.normal(0, p.acc_noise, n)
-            event_id = f"{c.context_id}-{dtype}"
+            device_id = f"{c.user_id}-{dtype}"
+            event_id = event_id_for(device_id, c.context_id)
             event = {
                 "event_id": event_id,
                 "user_id": c.user_id,
-                "device_id": f"{c.user_id}-{dtype}",
+                "device_id": device_id,
                 "device_type": dtype,
                 "ts": [round(float(t), 3) for t in ts],
                 "x": [round(float(v), 2) for v in noisy[:, 0]],

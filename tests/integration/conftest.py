@@ -18,7 +18,7 @@ import pytest
 from pipelines import config as osr_config
 from pipelines.ops.services import broker as broker_service
 from pipelines.ops.services import topics
-from pipelines.ops.services.processes import find_free_port, port_open
+from pipelines.ops.services.processes import find_free_port
 
 _ENV = ("OSR_HOME", "OSR_KAFKA_LIBS", "OSR_BROKER", "OSR_KAFKA_BOOTSTRAP", "OSR_KAFKA_CONTROLLER_PORT")
 
@@ -28,10 +28,9 @@ def pytest_configure(config):  # pytest hook: register the marker
 
 
 def _test_ports() -> tuple[int, int]:
-    preferred = (19092, 19093)
-    if not any(port_open("127.0.0.1", p) for p in preferred):
-        return preferred
-    return find_free_port(), find_free_port()  # another test session holds the usual ones
+    """Free ports, never fixed ones: the broker-restart test stops the broker for a minute, and a fixed
+    port would let another test session on this machine take it meanwhile."""
+    return find_free_port(), find_free_port()
 
 
 @pytest.fixture(scope="session")

@@ -195,3 +195,39 @@ def test_feature_columns_match_the_table(con):
         "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'features' "
         "AND table_name = 'state_features' ORDER BY column_index").fetchall()]
     assert cols == FEATURE_COLUMNS
+
+
+# --- a message the store refuses, a store that is away ---------------------------------------------
+
+@pytest.mark.parametrize("patch", [{"speed_mps": "fast"}, {"ts": "yesterday"}, {"hour_of_day": "8"}])
+def test_wrongly_typed_message_is_deadlettered_and_the_rest_stored(con, patch):
+    """Before: one such message rolled the batch back and stopped the sink for good."""
+    stats = SinkStats()
+    write_batch(con, [msg("state_features", feature("e1"), 0), msg("state_features", {**feature("e2"), **patch}, 1),
+                      msg("state_features", feature("e3"), 2)], routes(), stats)
+    assert sorted(r[0] for r in con.execute("SELECT event_id FROM features.state_features").fetchall()) == ["e1", "e3"]
+    (reason,) = con.execute("SELECT reason FROM stream.deadletter WHERE deadletter_id = 'state.features:0:1'").fetchone()
+    assert list(patch)[0] in reason
+
+
+def test_value_the_column_cannot_hold_is_deadlettered_alone(con):
+    """Passes the contract (an int) but not the INTEGER column: the store's refusal is the reason."""
+    stats = SinkStats()
+    write_batch(con, [msg("state_features", feature("e1"), 0), msg("state_features", {**feature("e2"), "n_readings": 2**40}, 1),
+                      msg("osr_scores", scored("e1"), 0)], routes(), stats)
+    assert count(con, "features.state_features") == 1 and count(con, "stream.osr_scores") == 3
+    (reason,) = con.execute("SELECT reason FROM stream.deadletter").fetchone()
+    assert reason.startswith("store refused a state.features message")
+
+
+def test_store_outage_raises_and_deadletters_nothing(tmp_path):
+    from pipelines.store.sink import StoreUnavailable
+
+    c = connect(tmp_path / "gone.duckdb")
+    migrate(c)
+    c.execute("DROP TABLE features.state_features")  # every insert now fails, whatever the message
+    with pytest.raises(StoreUnavailable):
+        write_batch(c, [msg("state_features", feature("e1"), 0), msg("state_features", feature("e2"), 1)],
+                    routes(), SinkStats())
+    assert count(c, "stream.deadletter") == 0
+    c.close()
