@@ -46,11 +46,24 @@ def topn(known_users: list[str], known_items: list[str], n: int) -> list:
     ]
 
 
-def osr_scores() -> list:
-    """Scores on recent states: propensities are probabilities, OSR scores in [0, 1], nothing NaN."""
+def topn_per_person(n: int) -> list:
+    """One row per person of the top-N: each has exactly n distinct items (a short or padded list is a defect)."""
     return [
-        E.ExpectColumnValuesToNotBeNull(column="osr_score"),
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToBeBetween(column="items", min_value=n, max_value=n),
+        E.ExpectColumnValuesToBeBetween(column="distinct_items", min_value=n, max_value=n),
+    ]
+
+
+def osr_scores(known_items: list[str]) -> list:
+    """Scores on recent states, before the [0, 1] clip the stream applies: the snapshot's scaling range
+    must cover what it will see (at most 1 % of scores outside it), propensities are probabilities,
+    raw scores finite and non-negative, every item known."""
+    return [
+        E.ExpectTableRowCountToBeBetween(min_value=1),
+        E.ExpectColumnValuesToNotBeNull(column="raw_score"),
         E.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1),
-        E.ExpectColumnValuesToBeBetween(column="osr_score", min_value=0, max_value=1),
         E.ExpectColumnValuesToBeBetween(column="raw_score", min_value=0, max_value=1),
+        E.ExpectColumnValuesToBeBetween(column="scaled_unclipped", min_value=0, max_value=1, mostly=0.99),
+        E.ExpectColumnValuesToBeInSet(column="item_id", value_set=known_items),
     ]

@@ -258,10 +258,20 @@ def gate_outputs(model_id: str, db_path: str | None = None) -> dict:
         users = [r[0] for r in con.execute("SELECT user_id FROM ref.users").fetchall()]
     finally:
         con.close()
-    require(topn, "topn_output", suites.topn(users, s.items.index.tolist(), int(s.meta["top_n"])))
+    n = int(s.meta["top_n"])
+    items = s.items.index.tolist()
+    require(topn, "topn_output", suites.topn(users, items, n))
+    require(per_person_counts(topn), "topn_per_person", suites.topn_per_person(n))
     scores = score_recent_history(s, db_path, 500)
-    require(scores, "osr_scores_output", suites.osr_scores())
+    lo, hi = s.raw_range
+    scores["scaled_unclipped"] = (scores.raw_score - lo) / (hi - lo) if hi > lo else 0.0
+    require(scores, "osr_scores_output", suites.osr_scores(items))
     return {"topn_rows": len(topn), "scored": len(scores)}
+
+
+def per_person_counts(topn: pd.DataFrame) -> pd.DataFrame:
+    """Rows and distinct items of each person's top-N list."""
+    return topn.groupby("user_id").agg(items=("item_id", "size"), distinct_items=("item_id", "nunique")).reset_index()
 
 
 def publish(model_id: str, db_path: str | None = None) -> dict:

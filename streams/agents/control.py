@@ -43,7 +43,8 @@ async def follow_model_announcements() -> None:
     topic = config.topic(TOPICS.control_models)
     while True:
         consumer = AIOKafkaConsumer(bootstrap_servers=config.get("OSR_KAFKA_BOOTSTRAP").split(","),
-                                    group_id=None, enable_auto_commit=False)
+                                    group_id=None, enable_auto_commit=False,
+                                    fetch_max_wait_ms=50)  # an announcement is one small record: no batching wait
         try:
             await consumer.start()
             parts = consumer.partitions_for_topic(topic)

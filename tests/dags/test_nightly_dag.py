@@ -81,3 +81,35 @@ def test_corrupt_batch_fails_gate_and_keeps_previous_model(airflow_db, osr_home,
         con = connect()
         con.execute("DELETE FROM events.interactions WHERE interaction_id LIKE 'bad-%'")
         con.close()
+
+
+def test_worse_candidate_is_registered_rejected_and_live_stays(airflow_db, osr_home, nightly_dag):
+    """The promotion's `rejected` branch, run for real: the live model's recorded hold-out precision is
+    raised out of reach, so the next candidate scores worse than it; the DAG succeeds, the candidate
+    is registered `rejected` with the reason, and the LIVE pointer and registry keep the live model."""
+    import json
+
+    from pipelines.store.db import transaction
+
+    before = snap.live_model_id()
+    assert before is not None, "needs the model of the first test"
+    con = connect()
+    try:
+        (metrics,), = con.execute("SELECT metrics FROM reco.model_registry WHERE model_id = ?", [before]).fetchall()
+        boosted = {**json.loads(metrics), "precision_at_10": 0.99}
+        transaction(con, lambda c: c.execute("UPDATE reco.model_registry SET metrics = ? WHERE model_id = ?",
+                                             [json.dumps(boosted), before]))
+    finally:
+        con.close()
+    run = nightly_dag.test(run_conf={"rank": 8, "iterations": 5})
+    assert str(run.state) == "success"
+    con = connect(read_only=True)
+    try:
+        rows = con.execute("SELECT model_id, status, note FROM reco.model_registry WHERE model_id != ? "
+                           "ORDER BY trained_at DESC LIMIT 1", [before]).fetchall()
+    finally:
+        con.close()
+    (candidate, status, note), = rows
+    assert status == "rejected" and "precision_at_10" in note and "quality dropped" in note
+    assert snap.live_model_id() == before
+    assert _live_in_registry() == [(before,)]
