@@ -45,3 +45,24 @@ def read_topic(topic: str, timeout: float = 30.0, isolation: str = "read_committ
 def read_moments(topic: str) -> list[tuple[str, str]]:
     """(person, moment) of every push on a notifications-like topic, duplicates kept."""
     return [(n["user_id"], n["event_id"]) for n in read_topic(topic)]
+
+
+def store_rows(sql: str) -> list[tuple]:
+    """Rows of a read-only query against the configured store (which the sink may be writing meanwhile)."""
+    from pipelines.store.db import connect
+
+    con = connect(read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def alive(pid) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+        return True
+    except (ProcessLookupError, TypeError):
+        return False

@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.ingest.producer import produce_population
 from pipelines.synthetic import population as P
-from stream_checks import read_topic
+from stream_checks import read_topic, store_rows as _q
 from stream_harness import produce_in_background, running_stream, topic
 
 pytestmark = pytest.mark.integration
@@ -57,14 +57,6 @@ def crashed(broker):
                "notes": read_topic(topic("notifications")), "scores": read_topic(topic("osr_scores"), timeout=60)}
 
 
-def _q(sql):
-    from pipelines.store.db import connect
-
-    con = connect(read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_every_upload_processed_or_deadlettered_exactly_once(crashed):

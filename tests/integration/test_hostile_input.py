@@ -23,6 +23,7 @@ from pipelines.contracts import TOPICS, event_id_for
 from pipelines.ingest.hostile import STREAM_KINDS, expected_reason_fragment, make_hostile
 from pipelines.ingest.kafka_clients import producer_config
 from pipelines.synthetic import population as P
+from stream_checks import alive as _alive
 from stream_checks import read_topic
 from stream_harness import running_stream, topic
 
@@ -138,16 +139,6 @@ def s_pid(s, which):
     return (demo.SINK if which == "sink" else demo.GATEWAY).running_pid()
 
 
-def _alive(pid) -> bool:
-    import os
-
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 def test_every_process_stayed_up(hostile):

@@ -28,7 +28,8 @@ from pipelines.ingest.producer import produce_population
 from pipelines.ops.services import broker as broker_service
 from pipelines.reco import nightly
 from pipelines.synthetic import population as P
-from stream_checks import read_topic
+from stream_checks import alive as _alive
+from stream_checks import read_topic, store_rows as _q
 from stream_harness import produce_in_background, running_stream, topic
 
 pytestmark = pytest.mark.integration
@@ -154,22 +155,8 @@ def _wait_reloads(s, model_id: str, sizes: dict, announced_at: float, timeout: f
     return out
 
 
-def _alive(pid) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except (ProcessLookupError, TypeError):
-        return False
 
 
-def _q(sql):
-    from pipelines.store.db import connect
-
-    con = connect(read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_nightly_published_while_the_stream_ran(platform):

@@ -10,6 +10,7 @@ import os
 import uuid
 
 import pytest
+from stream_checks import store_rows as _q
 
 from pipelines import config
 from pipelines.contracts import TOPICS
@@ -54,12 +55,6 @@ def streamed(broker):
     yield {"sent": sent, "app_id": app_id, "stops": (sink_stop, worker_stop)}
 
 
-def _q(sql):
-    con = connect(read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def test_enough_uploads_and_both_kinds(streamed):
