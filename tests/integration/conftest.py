@@ -1,7 +1,7 @@
 """Shared fixtures for integration tests: a real broker for the whole session.
 
 `broker` starts the broker named by OSR_TEST_BROKER (kafka — the default, Apache Kafka 4 —
-or tansu) on test ports (19092/19093, or free ones if those are taken), with OSR_HOME in a
+or tansu) on free ports, with OSR_HOME in a
 temporary folder, pre-creates every topic of TOPICS, and yields the bootstrap
 string. It reuses the developer's Kafka jar cache (OSR_KAFKA_LIBS, resolved before
 OSR_HOME moves), so only the first run on a machine downloads jars. While it is active
