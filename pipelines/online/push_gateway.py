@@ -240,7 +240,9 @@ def _reexec_if_hung(what: str) -> None:
             h.flush()
         except Exception:  # noqa: BLE001
             pass
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+    # the original command line (`python -m pipelines.ops.cli push-gateway ...`), not sys.argv, whose
+    # first item is the module's file: the supervisor recognises its process by that command line
+    os.execv(sys.executable, list(sys.orig_argv))
 
 
 def _deliver(msgs, producer, consumer, delivered: dict[int, set], sink: str, dead: str, stats: GatewayStats) -> None:

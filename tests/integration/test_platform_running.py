@@ -108,6 +108,10 @@ def platform(broker):
             facts["notes"] = read_topic(topic("notifications"))
             facts["score_models"] = _count_models(read_topic(topic("osr_scores"), timeout=60))
             facts["sent"] = box["result"]
+            from pipelines.ops import demo
+
+            facts["gateway_reexecs"] = demo.GATEWAY.log_file.read_text(errors="replace").count("re-executing itself")
+            facts["stops"] = s.stop_all()  # every process still recognisably ours (also after a re-exec)
             yield facts
     finally:
         os.environ.pop("OSR_SNAPSHOT_POLL_S", None)
@@ -195,6 +199,11 @@ def test_the_outage_fell_mid_stream(platform):
 
 def test_every_process_rode_out_the_broker_restart(platform):
     assert platform["alive"] == {"sink": True, "gateway": True, "worker 1": True, "worker 2": True}
+
+
+def test_every_process_stopped_cleanly(platform):
+    print(f"\nstops: {platform['stops']}; gateway re-executions after a hung transaction: {platform['gateway_reexecs']}")
+    assert all(": stopped" in line for line in platform["stops"]), platform["stops"]
 
 
 def test_logging_stayed_bounded_during_the_outage(platform):
