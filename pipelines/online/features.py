@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from pipelines.contracts import STATE_VECTOR, FeatureRow, FilteredUpload, fields
+from pipelines.contracts import STATE_VECTOR, FeatureRow, FilteredUpload, fields, problem
+from pipelines.ingest.validation import deadletter_record
 
 #: The state vector, in the order models see it (declared once, in pipelines.contracts.FeatureRow).
 NUMERIC_FEATURES = STATE_VECTOR
@@ -26,9 +27,6 @@ UNKNOWN_USER = {"home_x": math.nan, "home_y": math.nan, "work_x": math.nan, "wor
 def features_stage(filtered: FilteredUpload, snapshot, source: str) -> tuple[FeatureRow | None, dict | None]:
     """(feature row, None), or (None, dead letter) when the row cannot be built or breaks its contract:
     the features agent never stops on one upload."""
-    from pipelines.contracts import problem
-    from pipelines.ingest.validation import deadletter_record
-
     try:
         row = state_features(filtered, snapshot.users.get(filtered["user_id"]), snapshot.stores_xy)
         why = problem(FeatureRow, row)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipelines.contracts import STATE_VECTOR as NUMERIC_FEATURES
 from pipelines.contracts import FeatureRow, ScoredEvent
+from pipelines.ingest.validation import deadletter_record
 
 #: Item attributes the propensity model sees next to the state vector.
 ITEM_FEATURES = ["category", "price", "offer_type"]
@@ -61,7 +62,6 @@ def score_stage(feature_rows: list[FeatureRow], snapshot) -> tuple[list[ScoredEv
         return score_batch(feature_rows, snapshot), []
     except Exception:  # noqa: BLE001
         pass
-    from pipelines.ingest.validation import deadletter_record
 
     scored, dead = [], []
     for row in feature_rows:

@@ -22,6 +22,7 @@ import tempfile
 from unittest.mock import AsyncMock, MagicMock, patch
 
 import pytest
+from model_fixtures import CATEGORIES, small_items, small_propensity_model
 
 from pipelines import config
 
@@ -154,33 +155,10 @@ def people(stream_pop) -> dict[str, str]:
     return {"known": ids[0], "opted_out": ids[1], "popular": ids[2], "stranger": ids[3]}
 
 
-#: Levels of the propensity model's categorical inputs.
-CATEGORIES = {"device_type": ["phone", "watch"], "category": ["coffee", "electronics", "lunch"],
-              "offer_type": ["bogo", "discount"]}
-
-
 @pytest.fixture(scope="session")
 def propensity_model_str() -> str:
-    """A small LightGBM model (coffee sells, the rest rarely), as in tests/unit/conftest.py."""
-    import lightgbm as lgb
-    import numpy as np
-    import pandas as pd
-
-    from pipelines.online.features import NUMERIC_FEATURES
-    from pipelines.online.osr_score import model_frame
-
-    rng = np.random.default_rng(0)
-    n = 400
-    df = pd.DataFrame({c: rng.uniform(0, 10, n) for c in NUMERIC_FEATURES})
-    df["device_type"] = rng.choice(CATEGORIES["device_type"], n)
-    df["category"] = rng.choice(CATEGORIES["category"], n)
-    df["price"] = rng.uniform(1, 50, n)
-    df["offer_type"] = rng.choice(CATEGORIES["offer_type"], n)
-    y = np.where((df.category == "coffee").to_numpy(), rng.random(n) < 0.9, rng.random(n) < 0.05).astype(int)
-    model = lgb.LGBMClassifier(n_estimators=20, learning_rate=0.2, min_child_samples=5, verbose=-1, n_jobs=1,
-                               random_state=0)
-    model.fit(model_frame(df, CATEGORIES), y)
-    return model.booster_.model_to_string()
+    """A small LightGBM model that learned: coffee sells (p ~ 0.9), everything else rarely (p ~ 0.05)."""
+    return small_propensity_model(n_estimators=20)
 
 
 @pytest.fixture
@@ -192,13 +170,7 @@ def snapshot_tables(stream_pop, people):
     from pipelines.online.tuner import DEFAULT_RULES
 
     known, opted_out = people["known"], people["opted_out"]
-    items = pd.DataFrame({
-        "item_id": ["i0", "i1", "i2", "i3", "i4", "i5"],
-        "category": ["coffee", "lunch", "electronics", "coffee", "lunch", "electronics"],
-        "price": [3.0, 12.0, 300.0, 4.0, 9.0, 120.0],
-        "offer_type": ["bogo", "discount", "discount", "bogo", "bogo", "discount"],
-        "popularity": [5.0, 1.0, 9.0, 0.0, 3.0, 7.0],
-    })
+    items = small_items()
     topn = pd.DataFrame({
         "user_id": [known, known, known, opted_out, opted_out],
         "rank": [1, 2, 3, 1, 2],

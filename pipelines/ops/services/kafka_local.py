@@ -172,7 +172,9 @@ def format_storage() -> bool:
                 "Use the old OSR_KAFKA_CONTROLLER_PORT, or discard the broker data with `osr services up --fresh`."
             )
         return False
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the storage tool's argument parser takes "-..." for an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     cmd = _java_argv(
         "kafka.tools.StorageTool", "format", "--config", str(config_file()),
         "--cluster-id", cluster_id, "--standalone", "--ignore-formatted",
@@ -185,9 +187,9 @@ def format_storage() -> bool:
     return True
 
 
-def answers(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True when a Kafka AdminClient gets cluster metadata naming at least one broker."""
-    return broker_answers(bootstrap, timeout)
+#: True when a Kafka AdminClient gets cluster metadata naming at least one broker (one definition,
+#: in pipelines.ingest.kafka_clients; kept under this name for the services code).
+answers = broker_answers
 
 
 def start(progress: Callable[[str], None] | None = None, timeout: float | None = None, fresh: bool = False) -> dict:
