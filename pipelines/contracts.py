@@ -36,6 +36,7 @@ class Topics:
     state_features: str = "state.features"
     osr_scores: str = "osr.scores"
     push_approved: str = "push.approved"  # the tuner's approved pushes, at least once
+    tuner_decisions: str = "tuner.decisions"  # every decision of the tuner with its reason (osr tuner explain)
     notifications: str = "notifications"  # the push gateway's output: each moment's push once
     control_models: str = "control.models"
     profiles_raw: str = "profiles.raw"
@@ -164,6 +165,24 @@ class Notification(TypedDict):
     model_id: str
 
 
+# --- tuner.decisions -----------------------------------------------------------------------------
+
+class TunerDecision(TypedDict):
+    """What the tuner decided for one scored moment and why: approved, refused by a rule, or dropped
+    at push time because the person's state had moved on (`osr tuner explain` reads these)."""
+
+    event_id: str
+    user_id: str
+    ts: float  # the moment's time
+    approved: bool
+    item_id: str | None  # the approved item (None when refused)
+    reason: str  # "approved", "quiet hours", "stale: ...", ...
+    rule_scope: str | None  # the rule that decided, where one did
+    threshold: float | None
+    rules_version: int | None  # the tuner rules' version the worker held
+    model_id: str
+
+
 # --- sensor.deadletter ---------------------------------------------------------------------------
 
 class DeadLetter(TypedDict):
@@ -190,6 +209,7 @@ MESSAGES: dict[str, type] = {
     "state_features": FeatureRow,
     "osr_scores": ScoredEvent,
     "push_approved": Notification,
+    "tuner_decisions": TunerDecision,
     "notifications": Notification,
     "sensor_deadletter": DeadLetter,
     "control_models": ModelAnnouncement,

@@ -102,7 +102,8 @@ def stream_groups() -> dict[str, list[str]]:
         config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw), q(t.sensor_filtered), q(t.state_features),
                                          q(t.osr_scores)],
         GATEWAY_GROUP: [q(t.push_approved)],
-        SINK_GROUP: [q(t.state_features), q(t.osr_scores), q(t.notifications), q(t.sensor_deadletter)],
+        SINK_GROUP: [q(t.state_features), q(t.osr_scores), q(t.tuner_decisions), q(t.notifications),
+                     q(t.sensor_deadletter)],
     }
 
 

@@ -72,6 +72,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "stream.osr_scores": ("score_id",),
     "stream.notifications": ("notification_id",),
     "stream.deadletter": ("deadletter_id",),
+    "stream.tuner_decisions": ("event_id",),
     "tuner.rules": ("scope", "scope_key"),
     "tuner.preferences": ("user_id",),
     "ops.runs": ("run_id",),

@@ -1,7 +1,7 @@
 """The sink: the long-lived process that writes stream results into the store (a DuckLake, so
 batch tasks and queries read and write beside it).
 
-Reads state.features, osr.scores, notifications and sensor.deadletter in batches,
+Reads state.features, osr.scores, tuner.decisions, notifications and sensor.deadletter in batches,
 inserts them keyed by their ids (replays insert nothing twice), commits the store
 transaction, and only then commits the Kafka offsets. A crash between the two
 replays the batch, which the keys make harmless: at-least-once in, exactly-once
@@ -22,8 +22,8 @@ import pandas as pd
 
 from pipelines import config
 from pipelines.contracts import TOPICS
-from pipelines.contracts import (DeadLetter, FeatureRow, Notification, ScoredEvent, ScoredItem, fields,
-                                 problem)
+from pipelines.contracts import (DeadLetter, FeatureRow, Notification, ScoredEvent, ScoredItem, TunerDecision,
+                                 fields, problem)
 from pipelines.ingest.kafka_clients import consumer_config
 from pipelines.rate_limited_log import RateLimitedLog
 from pipelines.store.db import connect, migrate, table_key, transaction, upsert_ignore
@@ -36,6 +36,7 @@ FEATURE_COLUMNS = fields(FeatureRow)
 #: One row per candidate: the key, the moment's fields (without the nested list), the item's fields.
 SCORE_COLUMNS = ["score_id", *[f for f in fields(ScoredEvent) if f != "scores"], *fields(ScoredItem)]
 NOTIFICATION_COLUMNS = fields(Notification)
+DECISION_COLUMNS = fields(TunerDecision)
 #: The source (topic:partition:offset) is the key; the sink adds when it stored the letter.
 DEADLETTER_COLUMNS = ["deadletter_id", *[f for f in fields(DeadLetter) if f != "source"], "received_at"]
 
@@ -58,6 +59,10 @@ def scores_frame(values: list[dict]) -> pd.DataFrame:
 
 def notifications_frame(values: list[dict]) -> pd.DataFrame:
     return _to_ts(pd.DataFrame(values, columns=NOTIFICATION_COLUMNS))
+
+
+def decisions_frame(values: list[dict]) -> pd.DataFrame:
+    return _to_ts(pd.DataFrame(values, columns=DECISION_COLUMNS))
 
 
 def deadletter_frame(values: list[dict]) -> pd.DataFrame:
@@ -92,6 +97,7 @@ def routes() -> dict[str, Route]:
         config.topic(t.state_features): Route("features.state_features", features_frame, FeatureRow),
         config.topic(t.osr_scores): Route("stream.osr_scores", scores_frame, ScoredEvent),
         config.topic(t.notifications): Route("stream.notifications", notifications_frame, Notification),
+        config.topic(t.tuner_decisions): Route("stream.tuner_decisions", decisions_frame, TunerDecision),
         config.topic(t.sensor_deadletter): Route("stream.deadletter", deadletter_frame, DeadLetter),
     }
 

@@ -89,10 +89,11 @@ def batch():
     ]
 
 
-def test_routes_cover_the_four_result_topics():
+def test_routes_cover_the_five_result_topics():
     r = routes()
     assert {k: v.table for k, v in r.items()} == {
         "state.features": "features.state_features", "osr.scores": "stream.osr_scores",
+        "tuner.decisions": "stream.tuner_decisions",
         "notifications": "stream.notifications", "sensor.deadletter": "stream.deadletter"}
 
 
