@@ -110,7 +110,51 @@ def bench_consensus(n_steps: int) -> dict:
                 _, st = fuse_devices(w, st, p)
         rates[f"fuse_devices_phone_watch_{method}"] = rate(2 * n_steps, timed(run))
     return {"max_dev_from_centralized_m_by_iters": devs, "centralized_rmse_m": round(ckf_rmse, 3),
-            "sensor_std_m": std.tolist(), "graph": "complete", "steps": n_steps, "readings_per_s": rates}
+            "sensor_std_m": std.tolist(), "graph": "complete", "steps": n_steps, "readings_per_s": rates,
+            "one_percent": bench_one_percent(), "per_moment_us": bench_moment()}
+
+
+def bench_one_percent() -> dict:
+    """RMS distance of every DKF node from the centralized KF after 10 burn-in steps, as % of the
+    centralized filter's RMS error against the truth (the bound tests/filtering/test_consensus_reference.py holds)"""
+    out = {}
+    for n, std, seed in ((2, (8.0, 12.0), 31), (4, (5.0, 7.0, 9.0, 10.0), 32)):
+        ts, truth, Z, sd = simulate_multi_sensor(n, n=400, seed=seed, gps_std=std, spike_rate=0.02, missing_rate=0.05)
+        c = centralized_kf(ts, Z, sd, gate_chi2=13.8)["x"][10:, [0, 2]]
+        e_c = float(np.sqrt(np.mean(np.sum((c - truth[10:]) ** 2, -1))))
+        row = {"ckf_rmse_m": round(e_c, 3)}
+        for m in (1, 2, 5, 10, 20):
+            x = consensus_dkf(ts, Z, sd, consensus_iters=m, gate_chi2=13.8)["x"][10:, :, [0, 2]]
+            row[f"m{m}_pct"] = float(f"{100 * np.sqrt(np.mean(np.sum((x - c[:, None]) ** 2, -1))) / e_c:.3g}")
+        out[f"{n}_devices"] = row
+    return out
+
+
+def bench_moment(repeats: int = 7, number: int = 50) -> dict:
+    """Cost of fuse_devices on one stream moment: phone + watch, 60 readings each on a shared `ts`
+    (as pipelines.synthetic.population.sensor_events makes them), 2 % spikes, with the state of the
+    previous moment (back to back). Best of `repeats` timeit runs of `number` calls, in µs."""
+    import timeit
+
+    rng = np.random.default_rng(0)
+    ts = np.round(1_760_000_000.0 + np.arange(120) + rng.uniform(-0.05, 0.05, 120), 3)
+    truth = np.c_[1.3 * np.arange(120), 0.6 * np.arange(120)]
+    devs = {}
+    for dev, sd in (("u-phone", 8.0), ("u-watch", 12.0)):
+        xy = truth + rng.normal(0, sd, (120, 2))
+        sp = rng.random(120) < 0.02
+        xy[sp] += 300.0
+        devs[dev] = {"ts": ts.tolist(), "x": xy[:, 0].tolist(), "y": xy[:, 1].tolist(), "r": sd}
+    first = {d: {k: (v[:60] if isinstance(v, list) else v) for k, v in rd.items()} for d, rd in devs.items()}
+    second = {d: {k: (v[60:] if isinstance(v, list) else v) for k, v in rd.items()} for d, rd in devs.items()}
+    out = {}
+    for method in ("consensus", "centralized"):
+        p = FusionParams(method=method)
+        _, st = fuse_devices(first, None, p)
+        st = json.loads(json.dumps(st))
+        best = min(timeit.repeat(lambda p=p, st=st: fuse_devices(second, st, p), number=number, repeat=repeats))
+        out[method] = round(1e6 * best / number, 1)
+    return out
 
 
 def main(argv=None) -> int:

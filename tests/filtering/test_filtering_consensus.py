@@ -1,4 +1,7 @@
-"""Consensus (distributed) KF vs the centralized KF, against literal reference implementations, and fuse_devices."""
+"""Consensus (distributed) KF vs the centralized KF, and `fuse_devices` as the stream calls it.
+
+The DKF's check against a literal implementation of Olfati-Saber's equations, and the 1 % bound,
+are in test_consensus_reference.py."""
 
 import json
 
@@ -20,7 +23,7 @@ from pipelines.filtering.simulate import simulate_multi_sensor, simulate_trace
 H = np.array([[1.0, 0, 0, 0], [0, 0, 1.0, 0]])
 
 
-# ------------------------------------------------ literal reference implementations (general 4×4 information form)
+# ------------------------------------------------ literal centralized reference (general 4×4 information form)
 
 def reference_ckf(ts, Z, r, q, x0, P0):
     xbar, P = x0.copy(), P0.copy()
@@ -42,41 +45,6 @@ def reference_ckf(ts, Z, r, q, x0, P0):
     return np.array(out)
 
 
-def reference_dkf(ts, Z, r, A, q, m, x0, P0):
-    """Olfati-Saber's DKF written out literally: consensus filters iterated one step at a time."""
-    n = len(r)
-    dmax = A.sum(1).max()
-    eps, eps_h = 1 / (1 + 2 * dmax), 1 / (1 + dmax)
-    N = [np.flatnonzero(A[i]) for i in range(n)]
-    xbar = [x0.copy() for _ in range(n)]
-    Pn = [n * P0 for _ in range(n)]
-    out = []
-    for k in range(len(ts)):
-        if k:
-            F, Q = cv_model(ts[k] - ts[k - 1], q)
-            Pn = [F @ M[i] @ F.T + n * Q for i in range(n)]
-            xbar = [F @ xhat[i] for i in range(n)]
-        u = [H.T @ Z[k, i] / r[i] ** 2 for i in range(n)]
-        U = [H.T @ H / r[i] ** 2 for i in range(n)]
-        if k == 0:
-            xs, qs, ps = [v.copy() for v in u], [v.copy() for v in U], [v.copy() for v in U]
-        for _ in range(m):
-            J = [list(N[i]) + [i] for i in range(n)]
-            nx = [xs[i] + eps * (sum(xs[j] - xs[i] for j in N[i]) + sum(u[j] - xs[i] for j in J[i])) for i in range(n)]
-            nq = [qs[i] + eps * (sum(qs[j] - qs[i] for j in N[i]) + sum(U[j] - qs[i] for j in J[i])) for i in range(n)]
-            npp = [ps[i] + eps_h * sum(ps[j] - ps[i] for j in N[i]) + (nq[i] - qs[i]) for i in range(n)]
-            xs, qs, ps = nx, nq, npp
-        M = [np.linalg.inv(np.linalg.inv(Pn[i]) + ps[i]) for i in range(n)]
-        xhat = [xbar[i] + M[i] @ (xs[i] - ps[i] @ xbar[i]) for i in range(n)]
-        out.append(np.array(xhat))
-    return np.array(out)
-
-
-def _centered(Z):
-    """Fixes relative to the default prior position (the median of the first fixes) — the frame the DKF works in."""
-    return Z - np.median(Z[0][np.isfinite(Z[0]).all(1)], axis=0)
-
-
 def _prior(Z, r, q_speed=5.0):
     m = np.median(Z[0][np.isfinite(Z[0]).all(1)], axis=0)
     return np.array([m[0], 0, m[1], 0]), np.diag([max(r) ** 2, q_speed ** 2, max(r) ** 2, q_speed ** 2])
@@ -90,18 +58,6 @@ def test_centralized_matches_literal_information_filter():
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8)
     raw = np.sqrt(np.nanmean(np.sum((Z - truth[:, None]) ** 2, -1), axis=0))
     assert np.sqrt(np.mean(np.sum((got[:, [0, 2]] - truth) ** 2, -1))) < 0.6 * raw.min()
-
-
-@pytest.mark.parametrize("graph", ["complete", "ring"])
-def test_dkf_matches_literal_consensus_iterations(graph):
-    ts, _, Z, std = simulate_multi_sensor(4, n=60, seed=2)
-    Z = _centered(Z)
-    A = graph_adjacency(4, graph)
-    x0, P0 = _prior(Z, std)
-    for m in (1, 3):
-        ref = reference_dkf(ts, Z, std, A, 1.0, m, x0, P0)
-        got = consensus_dkf(ts, Z, std, A, q=1.0, consensus_iters=m)["x"]
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-7)
 
 
 def test_consensus_estimate_converges_to_centralized():
@@ -240,3 +196,80 @@ def test_fuse_devices_uses_per_device_rejections():
     assert b["spikes_rejected"] < a["spikes_rejected"]  # interpolated half-spikes never reach the grid
     truth = _truth_on(np.array(b["ts"]), ph, wa)
     assert _rmse(b, truth) <= _rmse(a, truth) + 0.05
+
+
+# ------------------------------------------------ one person's moment, as the stream passes it
+
+def _moment(seed, t0=1_760_000_000.0, n=60, devices=(("u1-phone", 8.0), ("u1-watch", 12.0)), speed=1.3):
+    """Uploads of one moment as pipelines.synthetic.population.sensor_events makes them: devices share `ts`."""
+    rng = np.random.default_rng(seed)
+    ts = t0 + np.arange(n) + rng.uniform(-0.05, 0.05, n)
+    truth = np.c_[speed * np.arange(n), 0.5 * speed * np.arange(n)] + 100.0
+    ups = {}
+    for dev, sd in devices:
+        xy = truth + rng.normal(0, sd, (n, 2))
+        ups[dev] = {"device_id": dev, "ts": [round(float(t), 3) for t in ts],
+                    "x": [round(float(v), 2) for v in xy[:, 0]], "y": [round(float(v), 2) for v in xy[:, 1]],
+                    "hr": [None] * n, "acc": [9.8] * n, "r": sd}
+    return ups, ts, truth
+
+
+def _err(out, ts, truth):
+    tx = np.interp(out["ts"], ts, truth[:, 0])
+    ty = np.interp(out["ts"], ts, truth[:, 1])
+    return float(np.sqrt(np.mean((np.array(out["x"]) - tx) ** 2 + (np.array(out["y"]) - ty) ** 2)))
+
+
+def test_moment_one_device_only_is_that_devices_kalman_filter():
+    ups, ts, truth = _moment(40)
+    one = {"u1-phone": ups["u1-phone"]}
+    d, st = fuse_devices(one, None)
+    c, _ = fuse_devices(one, None, FusionParams(method="centralized"))
+    assert d["devices"] == ["u1-phone"] and d["node_spread_m"] == 0.0 and len(d["ts"]) >= 58
+    np.testing.assert_allclose(d["x"], c["x"], atol=1e-9)  # one node: the DKF is the KF
+    assert _err(d, ts, truth) < 8.0
+    json.dumps(st, allow_nan=False)
+
+
+def test_moment_device_with_all_null_positions_is_no_node():
+    ups, ts, truth = _moment(41)
+    dead = dict(ups["u1-watch"], x=[None] * 60, y=[None] * 60)
+    out, st = fuse_devices({"u1-phone": ups["u1-phone"], "u1-watch": dead}, None)
+    alone, _ = fuse_devices({"u1-phone": ups["u1-phone"]}, None)
+    assert out["devices"] == ["u1-phone"] and out["devices_without_fix"] == ["u1-watch"]
+    np.testing.assert_allclose(out["x"], alone["x"], atol=1e-12)
+    assert set(st["tracks"]) == {"u1-phone"}
+    none, same = fuse_devices({"u1-watch": dead}, st)
+    assert none["ts"] == [] and same is st
+
+
+def test_moment_bad_input_is_a_clear_error():
+    ups, _, _ = _moment(42)
+    bad = dict(ups["u1-watch"], x=ups["u1-watch"]["x"][:-1])
+    with pytest.raises(ValueError, match="u1-watch.*differ in length"):
+        fuse_devices({"u1-phone": ups["u1-phone"], "u1-watch": bad}, None)
+    with pytest.raises(ValueError, match="u1-phone.*'r'"):
+        fuse_devices({"u1-phone": dict(ups["u1-phone"], r=-1.0)}, None)
+
+
+def test_moments_carry_state_across_gaps_and_device_changes():
+    """Moments minutes apart (gaps below gap_reset_s) and back to back, the watch leaving and coming
+    back: each moment's grid covers its own readings only, and the state stays JSON."""
+    st, prev_end = None, None
+    plan = [("both", 0.0), ("phone", 180.0), ("both", 420.0), ("both", 480.0)]
+    for k, (who, dt0) in enumerate(plan):
+        ups, ts, truth = _moment(50 + k, t0=1_760_000_000.0 + dt0, speed=0.0)  # someone sitting still
+        if who == "phone":
+            ups = {"u1-phone": ups["u1-phone"]}
+        out, st = fuse_devices(ups, st)
+        st = json.loads(json.dumps(st, allow_nan=False))
+        fresh, _ = fuse_devices(ups, None)
+        assert out["devices"] == sorted(ups)
+        assert out["ts"][0] >= ts[0] - 1e-9 and out["ts"][-1] <= ts[-1]  # no grid inside the gap
+        if prev_end is not None and ts[0] - prev_end < 2.0:
+            assert out["ts"][0] == prev_end + 1.0  # back to back: the grid carries on
+            assert _err(out, ts, truth) < _err(fresh, ts, truth)  # and so does what the track knew
+        else:
+            assert _err(out, ts, truth) < 1.2 * _err(fresh, ts, truth)  # after a gap: no worse than fresh
+        prev_end = out["ts"][-1]
+    assert set(st["tracks"]) == {"u1-phone", "u1-watch"}
