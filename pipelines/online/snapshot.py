@@ -76,6 +76,7 @@ class Snapshot:
     preferences: dict[str, dict]
     folder: Path = field(default=None)
     devices: dict[str, str] | None = None  # device_id -> user_id; None = no registry in this snapshot
+    _devices_by_user: dict[str, list[str]] | None = field(default=None, repr=False)
 
     def registered(self, user_id: str, device_id: str) -> str | None:
         """Why an upload from this person / device must not be served (quarantine), or None."""
@@ -85,9 +86,34 @@ class Snapshot:
             return f"device {device_id[:80]!r} is not registered to {user_id[:80]!r}: quarantined"
         return None
 
+    def person_tz(self, user_id: str) -> str | None:
+        """The person's IANA time zone (ref.users.tz; None = UTC, also for snapshots from before it)."""
+        return _text((self.users.get(user_id) or {}).get("tz"))
+
+    def person_class(self, user_id: str) -> str | None:
+        """The person's class (segment, ref.users.person_class) for person-class tuner rules, or None."""
+        return _text((self.users.get(user_id) or {}).get("person_class"))
+
+    def devices_of(self, user_id: str) -> list[str] | None:
+        """The devices registered to a person (sorted), or None without a registry: the stream
+        fuses a moment as soon as all of them have reported it."""
+        if self.devices is None:
+            return None
+        if self._devices_by_user is None:
+            by: dict[str, list[str]] = {}
+            for device, user in self.devices.items():
+                by.setdefault(user, []).append(device)
+            self._devices_by_user = {u: sorted(d) for u, d in by.items()}
+        return self._devices_by_user.get(user_id)
+
     @property
     def raw_range(self) -> tuple[float, float]:
         return float(self.meta["raw_min"]), float(self.meta["raw_max"])
+
+
+def _text(v) -> str | None:
+    """A text cell of a snapshot table, None when empty (Parquet gives None or NaN for a null)."""
+    return None if v is None or (isinstance(v, float) and v != v) or v == "" else str(v)
 
 
 def load_snapshot(model_id: str | None = None, root: Path | None = None) -> Snapshot:

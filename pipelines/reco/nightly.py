@@ -206,7 +206,7 @@ def _reference_tables(con) -> dict[str, pd.DataFrame]:
         rules = DEFAULT_RULES.copy()
     return {
         "items": items,
-        "users": con.execute("SELECT user_id, peak_hr, home_x, home_y, work_x, work_y FROM ref.users").df(),
+        "users": con.execute("SELECT user_id, peak_hr, home_x, home_y, work_x, work_y, tz, person_class FROM ref.users").df(),
         "stores": con.execute("SELECT store_id, category, x, y FROM ref.stores").df(),
         "devices": con.execute("SELECT device_id, user_id, device_type FROM ref.devices").df(),
         "rules": rules,

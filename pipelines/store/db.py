@@ -75,6 +75,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "stream.tuner_decisions": ("event_id",),
     "tuner.rules": ("scope", "scope_key"),
     "tuner.preferences": ("user_id",),
+    "tuner.rule_changes": ("version", "scope", "scope_key"),
+    "tuner.settings": ("name",),
     "ops.runs": ("run_id",),
     "ops.sink_batches": ("batch_id",),
     "qos.users": ("user_id",),
@@ -83,6 +85,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "qos.runs": ("run_id",),
     "qos.predictions": ("metric", "user_id", "service_id"),
     "qos.recommendations": ("metric", "user_id", "rank"),
+    "qos.model_choice": ("run_id", "model"),
 }
 
 #: The CHECK constraints the tables had before DuckLake (SQL predicates over one row), enforced by
@@ -90,8 +93,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 CHECKS: dict[str, tuple[str, ...]] = {
     "ref.devices": ("device_type IN ('phone', 'watch')",),
     "reco.model_registry": ("status IN ('candidate', 'live', 'rejected', 'retired')",),
-    "tuner.rules": ("scope IN ('global', 'class', 'item', 'user', 'user_item')", "threshold BETWEEN 0 AND 1",
-                    "min_gap_s >= 0"),
+    "tuner.rules": ("scope IN ('global', 'class', 'item', 'user', 'user_item', 'person_class')",
+                    "threshold BETWEEN 0 AND 1", "min_gap_s >= 0"),
     "qos.observations": ("metric IN ('rt', 'tp')",),
 }
 

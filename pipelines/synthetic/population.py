@@ -40,6 +40,11 @@ STATE_HOURS: dict[str, list[int]] = {
     "idle": [10, 13, 15, 21, 22],
     "near_store": [11, 12, 13, 17, 19],
 }
+#: People's IANA time zones (their quiet hours and daily cap are local) and how common each is: most
+#: live where the city frame is (London: UTC in November, when the streamed day is), some abroad.
+TIME_ZONES = {"Europe/London": 0.4, "Europe/Berlin": 0.2, "America/New_York": 0.2, "Asia/Tokyo": 0.2}
+#: Person classes (segments) tuner rules can target (scope person_class), and their shares.
+PERSON_CLASSES = {"new": 0.2, "regular": 0.6, "loyal": 0.2}
 BASE_LOG_ODDS = -5.0  # a random push to a random person converts well under 1 %
 PREFERENCE_WEIGHT = 1.2  # log-odds per standard deviation of latent preference
 
@@ -126,6 +131,10 @@ def generate(params: PopulationParams | None = None) -> Population:
             "work_x": work[:, 0], "work_y": work[:, 1],
         }
     )
+    # time zone and class from a generator of their own, so every other draw stays what it was
+    side = np.random.default_rng([p.seed, 61])
+    users["tz"] = side.choice(list(TIME_ZONES), p.n_users, p=list(TIME_ZONES.values()))
+    users["person_class"] = side.choice(list(PERSON_CLASSES), p.n_users, p=list(PERSON_CLASSES.values()))
     has_watch = rng.random(p.n_users) < p.watch_share
     dev_rows = []
     for uid, w in zip(users.user_id, has_watch):

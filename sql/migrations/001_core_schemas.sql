@@ -166,7 +166,7 @@ CREATE TABLE IF NOT EXISTS stream.deadletter (
 -- items of the same category to one person.
 -- key: scope, scope_key
 CREATE TABLE IF NOT EXISTS tuner.rules (
-    scope      VARCHAR NOT NULL,       -- check: scope IN ('global', 'class', 'item', 'user', 'user_item')
+    scope      VARCHAR NOT NULL,       -- check: scope IN ('global', 'class', 'item', 'user', 'user_item', 'person_class')
     scope_key  VARCHAR NOT NULL,       -- '*', a category, an item id, a user id, or user_id|item_id
     threshold  DOUBLE  NOT NULL,       -- check: threshold BETWEEN 0 AND 1
     min_gap_s  DOUBLE  NOT NULL        -- check: min_gap_s >= 0
