@@ -19,6 +19,7 @@ SELECT                                   -- final
     j.outcome_id, j.user_id, j.item_id, j.outcome_ts, j.feature_ts, j.event_id, j.device_type,
     j.speed_mps, j.heading_deg, j.dist_home_m, j.dist_work_m, j.dist_store_m,
     j.hr_pct_peak, j.hr_rate_bpm_per_min, j.activity, j.hour_of_day, j.day_of_week,
+    j.min_since_workout, j.activity_level, j.approach_store_mps, j.approach_home_mps, j.approach_work_mps,
     i.category, i.price, i.offer_type,
     j.purchased::INTEGER AS label
 FROM joined j

@@ -59,7 +59,9 @@ def test_every_topic_has_a_message_and_every_message_a_topic():
 
 def test_state_vector_is_declared_in_the_feature_row():
     assert C.STATE_VECTOR == ["speed_mps", "heading_deg", "dist_home_m", "dist_work_m", "dist_store_m",
-                              "hr_pct_peak", "hr_rate_bpm_per_min", "activity", "hour_of_day", "day_of_week"]
+                              "hr_pct_peak", "hr_rate_bpm_per_min", "activity", "hour_of_day", "day_of_week",
+                              "min_since_workout", "activity_level", "approach_store_mps", "approach_home_mps",
+                              "approach_work_mps"]
     assert set(C.STATE_VECTOR) < set(C.fields(C.FeatureRow))
 
 
@@ -120,6 +122,7 @@ def test_problem_names_the_wrong_field(patch, expect):
     row = {f: 1.0 for f in C.STATE_VECTOR}
     row.update(event_id="e", user_id="u", device_id="d", device_type="phone", ts=1.0, source="stream",
                hour_of_day=1, day_of_week=1, n_readings=2, spikes_rejected=0)
+    row.update(activity_level=1, x_m=1.0, y_m=1.0)
     assert C.problem(C.FeatureRow, row) is None
     assert expect in C.problem(C.FeatureRow, {**row, **patch})
 

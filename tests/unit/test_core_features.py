@@ -57,6 +57,19 @@ def test_hand_made_event_gives_exact_features():
     assert f["activity"] == pytest.approx(math.sqrt(2.0 / 3.0))
     assert f["hour_of_day"] == 8 and f["day_of_week"] == 0
     assert f["n_readings"] == 3 and f["spikes_rejected"] == 2
+    # the paper's transformations: a 5 m/s pace with a shaky acceleration is a run (a workout moment)
+    assert f["min_since_workout"] == 0.0
+    assert f["activity_level"] == 3  # acceleration and speed vigorous, heart rate (50 %) sedentary
+    # closing speed to home (origin): -(3x + 4y) / |(x, y)| at (100, 200), (200, 300), (300, 400)
+    home = [-(3 * 100 + 4 * 200) / math.hypot(100, 200), -(3 * 200 + 4 * 300) / math.hypot(200, 300), -5.0]
+    assert f["approach_home_mps"] == pytest.approx(sum(home) / 3)
+    # work (300, 100): (3·(300 − x) + 4·(100 − y)) / distance; the last reading is straight above it
+    work = [(3 * 200 + 4 * -100) / math.hypot(200, -100), (3 * 100 + 4 * -200) / math.hypot(100, -200), -4.0]
+    assert f["approach_work_mps"] == pytest.approx(sum(work) / 3)
+    # nearest store (300, 430): (3·(300 − x) + 4·(430 − y)) / distance
+    store = [(3 * 200 + 4 * 230) / math.hypot(200, 230), (3 * 100 + 4 * 130) / math.hypot(100, 130), 4.0]
+    assert f["approach_store_mps"] == pytest.approx(sum(store) / 3)
+    assert (f["x_m"], f["y_m"]) == (300.0, 400.0)
 
 
 def test_hr_slope_is_per_minute():
@@ -90,6 +103,8 @@ def test_speed_is_mean_of_speeds_not_speed_of_mean():
 def test_unknown_user_has_no_destinations_and_default_peak():
     f = state_features(filtered_event(), None, STORES)
     assert f["dist_home_m"] is None and f["dist_work_m"] is None
+    assert f["approach_home_mps"] is None and f["approach_work_mps"] is None
+    assert f["approach_store_mps"] is not None
     assert f["dist_store_m"] == pytest.approx(30.0)
     assert f["hr_pct_peak"] == pytest.approx(100.0 * 100.0 / UNKNOWN_USER["peak_hr"])
     f2 = state_features(filtered_event(), UNKNOWN_USER, STORES)

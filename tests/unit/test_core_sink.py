@@ -44,6 +44,7 @@ def feature(event_id: str) -> dict:
            "source": "stream", "n_readings": 60, "spikes_rejected": 1}
     row.update({c: 1.5 for c in NUMERIC_FEATURES})
     row.update(hour_of_day=8, day_of_week=2)  # integers in the FeatureRow contract
+    row.update(activity_level=1, x_m=10.0, y_m=20.0)  # an integer level; the last position (migration 062)
     row["dist_work_m"] = None
     return row
 
