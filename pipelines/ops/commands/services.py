@@ -14,12 +14,13 @@ from confluent_kafka import KafkaException
 
 from pipelines import config
 from pipelines.contracts import TOPICS
-from pipelines.ops.services import airflow_local, broker, dask_cluster, topics
+from pipelines.ops.services import airflow_local, broker, dask_cluster, mosquitto_local, topics
 from pipelines.ops.services.processes import ServiceError
 
 #: What `--only` accepts; kafka/tansu are aliases of "broker" (OSR_BROKER decides which broker runs).
-SERVICES = ("broker", "airflow", "dask")
-_ALIASES = {"kafka": "broker", "tansu": "broker", "broker": "broker", "airflow": "airflow", "dask": "dask"}
+SERVICES = ("broker", "airflow", "dask", "mqtt")
+_ALIASES = {"kafka": "broker", "tansu": "broker", "broker": "broker", "airflow": "airflow", "dask": "dask",
+            "mqtt": "mqtt", "mosquitto": "mqtt"}
 
 
 def _say(message: str) -> None:
@@ -53,25 +54,30 @@ def _services_up(args: argparse.Namespace) -> int:
         elif name == "dask":
             info = dask_cluster.start(_say)
             _say(f"export OSR_DASK_SCHEDULER={info['address']}   # point batch jobs at this scheduler")
+        elif name == "mqtt":
+            info = mosquitto_local.start(_say)
+            _say(f"Mosquitto at mqtt://{info['address']} (OSR_MQTT_PORT); forward uploads with `osr mqtt bridge`")
     return 0
 
 
 def _services_down(args: argparse.Namespace) -> int:
-    wanted = _only(args.only, ("airflow", "dask", "broker"))
-    for name in ("airflow", "dask", "broker"):  # the broker last: the others may still be talking to it
+    wanted = _only(args.only, ("airflow", "dask", "mqtt", "broker"))
+    for name in ("airflow", "dask", "mqtt", "broker"):  # the broker last: the others may still be talking to it
         if name not in wanted:
             continue
         if name == "broker":
             _say(f"broker ({broker.kind()}): {broker.stop()}")
         elif name == "airflow":
             _say(f"airflow: {airflow_local.stop()}")
+        elif name == "mqtt":
+            _say(f"mosquitto: {mosquitto_local.stop()}")
         else:
             _say(f"dask: {dask_cluster.stop()}")
     return 0
 
 
 def _services_status(args: argparse.Namespace) -> int:
-    rows = [broker.status(), airflow_local.status(), dask_cluster.status()]
+    rows = [broker.status(), airflow_local.status(), dask_cluster.status(), mosquitto_local.status()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -129,7 +135,7 @@ def _guarded(handler):
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `services` and `topics` to the `osr` command."""
     only_help = ("comma list of services: kafka (the broker chosen by OSR_BROKER: kafka, tansu or external, "
-                 "plus its topics), airflow, dask")
+                 "plus its topics), airflow, dask, mqtt (a local Mosquitto on OSR_MQTT_PORT)")
 
     svc = subparsers.add_parser(
         "services", help="start, stop and inspect the local broker, Airflow and Dask",
