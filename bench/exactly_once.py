@@ -1,10 +1,10 @@
 """Effectively-once benchmark: what redelivery memory, decision memory and the transactional push gateway cost.
 
-Part 1 (no broker): per-upload cost of `filtering.stage.filter_upload` (validation + Kalman + the
-redelivery memory of the last REMEMBER uploads per device) against `parse_sensor_event + filter_event`
-(plain per-device Kalman state), on the synthetic stream's uploads with per-person device states
-carried from upload to upload; the JSON size of the per-person table value the stream writes to its
-changelog after each upload, with and without the memory; per-event cost of `tuner.decide` (remembers
+Part 1 (no broker): per-upload cost of `filtering.stage.admit` (validation, a person's moment
+assembly and fusion, and the redelivery memory of the last REMEMBER moments) against
+`parse_sensor_event` + grouping + `moment.filter_moment` (the plain fused filter state), on the
+synthetic stream's uploads with per-person states carried along; the JSON size of the per-person
+table value, with and without the memory; per-event cost of `tuner.decide` (remembers
 every decision by event id) against `tuner._decide_new` (the same decision without the memory), and
 the JSON size of one person's tuner state after 50 decisions with and without the "decided" memory.
 
@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipelines import config  # noqa: E402
 from pipelines.contracts import TOPICS, Notification, problem  # noqa: E402
-from pipelines.filtering.kalman import filter_event  # noqa: E402
-from pipelines.filtering.stage import REMEMBER, filter_upload  # noqa: E402
+from pipelines.filtering.moment import filter_moment, moment_of  # noqa: E402
+from pipelines.filtering.stage import REMEMBER, Arrival, admit, remember  # noqa: E402
 from pipelines.ingest.validation import parse_sensor_event  # noqa: E402
 from pipelines.ops.services import broker, kafka_local, topics  # noqa: E402
 from pipelines.ops.services.processes import find_free_port  # noqa: E402
@@ -80,32 +80,42 @@ def load_uploads(limit: int) -> list[tuple[str, bytes, str]]:
 
 
 def bench_filter(uploads: list, repeats: int) -> dict:
+    """The stage (per-person moment assembly + fusion + redelivery memory of the last REMEMBER moments)
+    against plain fusion (group a moment's uploads, fuse, keep only the filter state)."""
+    devices: dict[str, set] = {}
+    for uid, raw, _s in uploads:
+        devices.setdefault(uid, set()).add(json.loads(raw)["device_id"])
+    devs = {u: sorted(d) for u, d in devices.items()}
+    row = [0.0] * 26  # a feature row's values, as the chain remembers them
+
     def with_memory(collect: list | None = None):
         tables: dict[str, dict] = {}
         dead = 0
         for uid, raw, source in uploads:
-            _filtered, letter, states = filter_upload(raw, tables.get(uid), source, uid)
-            if letter is not None:
-                dead += 1
-                continue
-            tables[uid] = states
+            res, st = admit([Arrival(raw, source, uid, 0.0)], tables.get(uid), devices_of=devs.get)
+            dead += len(res.dead)
+            for fused, sources in res.moments:
+                remember(st, fused, sources, row)
+            tables[uid] = st
             if collect is not None:
-                collect.append(len(json.dumps(states)))
+                collect.append(len(json.dumps(st)))
         return dead
 
     def plain(collect: list | None = None):
-        tables: dict[str, dict] = {}
+        filters: dict[str, dict] = {}
+        waiting: dict[tuple, list] = {}
         dead = 0
         for uid, raw, _source in uploads:
             upload, reason = parse_sensor_event(raw)
             if reason is not None:
                 dead += 1
                 continue
-            states = dict(tables.get(uid) or {})
-            _filtered, states[upload["device_id"]] = filter_event(upload, states.get(upload["device_id"]))
-            tables[uid] = states
-            if collect is not None:
-                collect.append(len(json.dumps(states)))
+            key = (uid, moment_of(upload))
+            waiting.setdefault(key, []).append(upload)
+            if len(waiting[key]) == len(devs[uid]):
+                _f, filters[uid] = filter_moment(uid, key[1], waiting.pop(key), filters.get(uid))
+                if collect is not None:
+                    collect.append(len(json.dumps(filters[uid])))
         return dead
 
     sizes_mem: list[int] = []
@@ -119,12 +129,13 @@ def bench_filter(uploads: list, repeats: int) -> dict:
     # a redelivered upload (same source) and a duplicate (same event id, another source), for scale
     uid, raw, source = uploads[-1]
     tables: dict[str, dict] = {}
-    for u, r, s in uploads:
-        _f, _d, st = filter_upload(r, tables.get(u), s, u)
-        if st is not None:
-            tables[u] = st
-    again = filter_upload(raw, tables[uid], source, uid)
-    dup = filter_upload(raw, tables[uid], source + "x", uid)
+    for u, r, src in uploads:
+        res, st = admit([Arrival(r, src, u, 0.0)], tables.get(u), devices_of=devs.get)
+        for fused, sources in res.moments:
+            remember(st, fused, sources, row)
+        tables[u] = st
+    again, st_again = admit([Arrival(raw, source, uid, 0.0)], tables[uid], devices_of=devs.get)
+    dup, _ = admit([Arrival(raw, source + "x", uid, 0.0)], tables[uid], devices_of=devs.get)
 
     us_mem = t_mem / n * 1e6
     us_plain = t_plain / n * 1e6
@@ -135,13 +146,12 @@ def bench_filter(uploads: list, repeats: int) -> dict:
         "filter_us_per_upload_with_memory": round(us_mem, 1),
         "filter_us_per_upload_plain": round(us_plain, 1),
         "filter_cost_ratio": round(us_mem / us_plain, 3),
-        "kalman_changelog_bytes_with_memory": round(sum(sizes_mem) / max(len(sizes_mem), 1)),
-        "kalman_changelog_bytes_plain": round(sum(sizes_plain) / max(len(sizes_plain), 1)),
-        "kalman_changelog_bytes_ratio": round(sum(sizes_mem) / max(sum(sizes_plain), 1), 2),
-        "kalman_changelog_bytes_with_memory_max": max(sizes_mem, default=0),
-        "kalman_changelog_bytes_plain_max": max(sizes_plain, default=0),
+        "state_changelog_bytes_with_memory": round(sum(sizes_mem) / max(len(sizes_mem), 1)),
+        "state_changelog_bytes_plain": round(sum(sizes_plain) / max(len(sizes_plain), 1)),
+        "state_changelog_bytes_ratio": round(sum(sizes_mem) / max(sum(sizes_plain), 1), 2),
         "filter_remember": REMEMBER,
-        "redelivery_check_ok": again[1] is None and again[2] == tables[uid] and dup[1] is not None,
+        "redelivery_check_ok": (len(again.replays) == 1 and not again.dead and st_again["filters"] == tables[uid]["filters"]
+                                and len(dup.dead) == 1 and "duplicate" in dup.dead[0]["reason"]),
     }
 
 
@@ -489,7 +499,7 @@ def main() -> int:
     t_all = time.perf_counter()
     say("generating the population and its stream uploads")
     uploads = load_uploads(args.uploads)
-    say(f"{len(uploads)} uploads; timing filter_upload vs parse + filter_event (best of {args.repeats})")
+    say(f"{len(uploads)} uploads; timing the filter stage vs plain fusion (best of {args.repeats})")
     result.update(bench_filter(uploads, args.repeats))
     say("timing tuner.decide vs _decide_new")
     result.update(bench_tuner(args.repeats))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import faust
 
 from pipelines import config
+from streams.consumer import Transport
 
 
 def _broker_url() -> str:
@@ -36,3 +37,6 @@ app = faust.App(
     datadir=str(DATADIR),
 )
 
+
+# the consumer side with a configurable fetch wait (streams/consumer.py); producers stay Faust's
+app.transport = Transport(app.conf.broker_consumer, app)

@@ -15,19 +15,25 @@ def _topic(name: str, **kw):
     return app.topic(config.topic(name), partitions=PARTITIONS, **kw)
 
 
-# Uploads arrive as raw bytes so malformed JSON reaches the filter agent (and the dead-letter topic)
-# instead of failing inside Faust's deserializer.
+# Uploads arrive as raw bytes so malformed JSON reaches the process agent (and the dead-letter topic)
+# instead of failing inside Faust's deserializer. Ticks share the agent's channel: both topics have
+# the same partitions, so Faust assigns partition p of both to the same worker (co-partitioned).
 sensor_raw = _topic(TOPICS.sensor_raw, key_serializer="raw", value_serializer="raw")
-sensor_filtered = _topic(TOPICS.sensor_filtered, key_serializer="raw")
+stream_ticks = _topic(TOPICS.stream_ticks, key_serializer="raw", value_serializer="raw")
+uploads_and_ticks = app.topic(config.topic(TOPICS.sensor_raw), config.topic(TOPICS.stream_ticks),
+                              key_serializer="raw", value_serializer="raw")
 sensor_deadletter = _topic(TOPICS.sensor_deadletter, key_serializer="raw")
 state_features = _topic(TOPICS.state_features, key_serializer="raw")
 osr_scores = _topic(TOPICS.osr_scores, key_serializer="raw")
+tuner_decisions = _topic(TOPICS.tuner_decisions, key_serializer="raw")
 push_approved = _topic(TOPICS.push_approved, key_serializer="raw")
 control_models = _topic(TOPICS.control_models, key_serializer="raw")
 
-# Per-person Kalman states ({device_id: state}) and tuner states, keyed like the topics (user id).
-kalman_states = app.Table("kalman_states", default=dict, partitions=PARTITIONS)
-tuner_states = app.Table("tuner_states", default=dict, partitions=PARTITIONS)
+# Each person's whole stream state (filters, held moments, remembered moments, feature history,
+# tuner memory: pipelines.filtering.stage.empty_state), keyed by user id like sensor.raw, written
+# once per person per micro-batch.
+# value_type=bytes: the values are the states' orjson bytes, stored and logged as they are (raw)
+person_states = app.Table("person_states", default=None, partitions=PARTITIONS, value_type=bytes)
 
 #: The live model snapshot, re-checked every few seconds and on control-topic announcements.
 live_snapshot = LiveSnapshot()

@@ -1,83 +1,167 @@
-"""The filter stage of the stream: one raw upload in, a filtered upload or a dead letter out.
+"""The filter stage of the stream: a person's raw uploads in, their fused moments (or dead letters) out.
 
-Why a function of its own: the Faust agent stays one call, and everything that can go
-wrong with an upload (bad JSON, an unknown person, a duplicate, a reading the filter
-cannot take) ends here as a dead letter with its reason, never as an exception that
-stops the agent.
+Why per person and not per upload: a moment is fused from all of a person's devices (see
+`moment.py`), so an upload waits in the person's state until the other registered devices'
+uploads of the same moment are there — or until a later moment of that person arrives, or it
+has waited OSR_MOMENT_HOLD_S (the stream's ticks release it on a quiet partition); then the
+moment is fused from the devices that reported. The wait is measured in stream time (record
+timestamps), not by the worker's clock: after a crash or under a backlog the partner upload sits
+right behind in the partition, and a wall-clock wait would release its moment without it. Everything that can go wrong with an upload
+(bad JSON, an unknown person, a duplicate, a late device, a filter error) ends here as a dead
+letter with its reason, never as an exception that stops the agent.
 
 Redelivery. Faust delivers at least once: after a crash the same record (same
-topic:partition:offset) can come again, and its device's Kalman state may or may not
-already include it. Each device's entry remembers its last few uploads with the state
-*before* each, so a redelivered upload is filtered again from that state: the output is
-identical (downstream stages are keyed by event id) and the state does not advance twice
-(spike and reading counts stay right). The same event id from another record is a
-duplicate upload and is dead-lettered.
+topic:partition:offset) can come again, and the person's state may or may not already hold
+its moment. The state remembers the last REMEMBER fused moments with the sources of their
+uploads and the feature row they produced, so a redelivered upload re-emits that row (the
+scores and the tuner's decision downstream are idempotent by moment id) without the filters
+advancing twice; an upload still waiting is recognised by its source. The same event id from
+another record is a duplicate upload and is dead-lettered.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
-from pipelines.contracts import DeadLetter, FilteredUpload, event_belongs_to
-from pipelines.filtering.kalman import filter_event
+from pipelines.contracts import DeadLetter, FilteredUpload, Upload, event_belongs_to
+from pipelines.filtering.moment import filter_moment, moment_id, moment_of
 from pipelines.ingest.validation import deadletter_record, parse_sensor_event
 
 log = logging.getLogger(__name__)
 
-#: Uploads per device remembered for redelivery. A replay after a crash reaches back only to the
-#: last committed offset (Faust flushes every output before it commits, every ~2.8 s); a device
-#: uploads about once a minute, a test producer sends a person's moments back to back. A device
-#: that sent more than this many uploads inside one commit interval may, after a crash, see its
-#: oldest replayed upload dead-lettered as out of order (the reason says so).
-REMEMBER = 8
+#: Fused moments per person remembered for redelivery. A replay after a crash reaches back only to
+#: the last committed offset (Faust flushes every output before it commits, every ~2.8 s); a
+#: person reports a moment about once a minute, a test producer sends them back to back.
+REMEMBER = 4
 
 
-def _entry(device_states: dict, device_id: str) -> dict:
-    e = device_states.get(device_id)
-    if e is None:
-        return {"state": None, "recent": []}
-    if "recent" not in e:  # a bare Kalman state from before redelivery memory existed
-        return {"state": e, "recent": []}
-    return e
+@dataclass(frozen=True)
+class Arrival:
+    """One record of sensor.raw as the stage sees it."""
+
+    value: bytes | str
+    source: str  # topic:partition:offset
+    key: str | None
+    arrived: float  # the record's time (its producer's timestamp): a held moment's wait starts here
 
 
-def filter_upload(raw: bytes | str, device_states: dict | None, source: str, key: str | None = None,
-                  registered=None) -> tuple[FilteredUpload | None, DeadLetter | None, dict | None]:
-    """(filtered, None, new device states) for a good upload, (None, dead letter, None) for a bad one.
+@dataclass
+class StageOut:
+    """What one person's records of a micro-batch produced."""
 
-    device_states: {device_id: {"state", "recent"}} of the upload's person (the stream's table).
-    source: where the upload came from (topic:partition:offset), kept in the dead letter.
-    key: the message key; the stream keeps per-person state by it, so it must be the upload's user id.
+    moments: list[tuple[FilteredUpload, dict]] = field(default_factory=list)  # (fused, {event_id: source})
+    replays: list[list] = field(default_factory=list)  # remembered feature-row values to re-emit
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def empty_state() -> dict:
+    """A person's stream state: filters, moments waiting for devices, remembered moments, feature
+    history and the tuner's memory (one table entry, so one changelog write per person per batch)."""
+    return {"filters": None, "t_last": None, "devices": [], "pending": {}, "recent": [], "history": None,
+            "tuner": None}
+
+
+def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_of=None,
+          now: float | None = None, hold_s: float = 2.0) -> tuple[StageOut, dict]:
+    """Take one person's records (in partition order) into their state; fuse the moments now ready.
+
     registered: callable (user_id, device_id) -> reason or None (the live snapshot's registry).
+    devices_of: callable user_id -> sorted device ids expected to report, or None when unknown
+    (then the devices of the person's last moment are expected).
+    now: the person's stream time — the newest record time seen on their partition, or the wall clock
+    on a tick when the partition is caught up (moments held longer than hold_s are released);
+    None = release nothing by age.
     """
-    upload, reason = parse_sensor_event(raw)
-    if reason is None:
-        reason = _identity_problem(upload, key, registered)
-    if reason is None:
+    st = {**empty_state(), **(state or {})}
+    st["pending"] = {m: {**p, "uploads": dict(p["uploads"])} for m, p in st["pending"].items()}
+    st["recent"] = list(st["recent"])
+    out = StageOut()
+    replayed: set[str] = set()
+    for a in arrivals:
+        upload, reason = parse_sensor_event(a.value)
+        if reason is None:
+            reason = _identity_problem(upload, a.key, registered)
+        if reason is None:
+            reason = _place(upload, a, st, out, replayed)
+        if reason is not None:
+            out.dead.append(deadletter_record(a.value, reason, a.source))
+    _release(st, out, devices_of, now, hold_s)
+    return out, st
+
+
+def release_held(state: dict, devices_of=None, now: float | None = None, hold_s: float = 2.0
+                 ) -> tuple[StageOut, dict]:
+    """Release a person's moments that waited too long (a tick on a quiet partition)."""
+    return admit([], state, devices_of=devices_of, now=now, hold_s=hold_s)
+
+
+def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -> str | None:
+    """Put a valid upload where it belongs; the reason it cannot be taken, or None."""
+    eid = upload["event_id"]
+    for mid, sources, row in st["recent"]:
+        if eid in sources:
+            if sources[eid] != a.source:
+                return f"duplicate upload: event id already processed from {sources[eid]}"
+            if mid not in replayed:  # a redelivery of a moment already fused: the same row again
+                replayed.add(mid)
+                out.replays.append(row)
+            return None
+    moment = moment_of(upload)
+    held = st["pending"].get(moment)
+    if held is not None and eid in held["uploads"]:
+        seen = held["uploads"][eid][0]
+        return None if seen == a.source else f"duplicate upload: event id already received from {seen}"
+    held_last = max((float(u["ts"][-1]) for m, p in st["pending"].items() if m != moment
+                     for _src, u in p["uploads"].values() if u["device_id"] == upload["device_id"]), default=None)
+    if held_last is not None and upload["ts"][0] <= held_last:
+        return (f"out of order: first reading at {upload['ts'][0]:.3f} is not after the device's last "
+                f"reading at {held_last:.3f} (a moment still waiting for the person's other devices)")
+    if st["t_last"] is not None and upload["ts"][0] <= st["t_last"]:
+        late = any(moment_id(upload["user_id"], moment) == r[0] for r in st["recent"])
+        return (f"late device: moment {moment[:80]!r} was already fused without {upload['device_id'][:80]!r}"
+                if late else
+                f"out of order: first reading at {upload['ts'][0]:.3f} is not after the person's "
+                f"last fused reading at {st['t_last']:.3f}")
+    if held is None:
+        held = st["pending"][moment] = {"since": a.arrived, "first_ts": upload["ts"][0], "uploads": {}}
+    held["uploads"][eid] = [a.source, upload]
+    return None
+
+
+def _release(st: dict, out: StageOut, devices_of, now, hold_s: float) -> None:
+    """Fuse, in time order, every held moment that is complete, superseded by a later one, or overdue."""
+    if not st["pending"]:
+        return
+    order = sorted(st["pending"], key=lambda m: st["pending"][m]["first_ts"])
+    newest = order[-1]
+    for moment in order:
+        held = st["pending"][moment]
+        uploads = [u for _src, u in held["uploads"].values()]
+        user_id = uploads[0]["user_id"]
+        expected = (devices_of(user_id) if devices_of else None) or st["devices"]
+        have = {u["device_id"] for u in uploads}
+        ready = (moment != newest or (expected and have.issuperset(expected))
+                 or (now is not None and now - held["since"] >= hold_s))
+        if not ready:
+            break  # later moments wait behind it: a person's moments are fused in time order
+        del st["pending"][moment]
+        sources = {u["event_id"]: src for src, u in held["uploads"].values()}
         try:
-            states = dict(device_states or {})
-            entry = _entry(states, upload["device_id"])
-            for event_id, seen_at, before in entry["recent"]:
-                if event_id == upload["event_id"]:
-                    if seen_at != source:
-                        return None, deadletter_record(
-                            raw, f"duplicate upload: event id already processed from {seen_at}", source), None
-                    filtered, _ = filter_event(upload, before)  # a redelivery: same output, state unchanged
-                    return filtered, None, states
-            last_ts = (entry["state"] or {}).get("last_ts")
-            if last_ts is not None and upload["ts"][0] <= last_ts:
-                return None, deadletter_record(
-                    raw, f"out of order: first reading at {upload['ts'][0]:.3f} is not after the device's "
-                         f"last reading at {last_ts:.3f}", source), None
-            filtered, new_state = filter_event(upload, entry["state"])
-            new_state["last_ts"] = float(upload["ts"][-1])
-            recent = [*entry["recent"], [upload["event_id"], source, entry["state"]]][-REMEMBER:]
-            states[upload["device_id"]] = {"state": new_state, "recent": recent}
-            return filtered, None, states
-        except Exception as exc:  # a reading the filter cannot take must not stop the worker
-            log.exception("filter failed on %s", source)
-            reason = f"filter error: {exc.__class__.__name__}: {exc}"
-    return None, deadletter_record(raw, reason, source), None
+            fused, st["filters"] = filter_moment(user_id, moment, uploads, st["filters"])
+        except Exception as exc:  # noqa: BLE001 - a moment the filter cannot take must not stop the worker
+            log.debug("filter failed on %s", moment, exc_info=True)
+            for src, u in held["uploads"].values():
+                out.dead.append(deadletter_record(u, f"filter error: {exc.__class__.__name__}: {exc}", src))
+            continue
+        st["t_last"] = max(float(u["ts"][-1]) for u in uploads)
+        st["devices"] = sorted(have | set(st["devices"]))
+        out.moments.append((fused, sources))
+
+
+def remember(st: dict, fused: FilteredUpload, sources: dict, row_values: list) -> None:
+    """Keep a fused moment's sources and feature row for redelivery (the last REMEMBER moments)."""
+    st["recent"] = [*st["recent"], [fused["event_id"], sources, row_values]][-REMEMBER:]
 
 
 def _identity_problem(upload: dict, key: str | None, registered) -> str | None:
@@ -89,3 +173,4 @@ def _identity_problem(upload: dict, key: str | None, registered) -> str | None:
     if registered is not None:
         return registered(upload["user_id"], upload["device_id"])
     return None
+

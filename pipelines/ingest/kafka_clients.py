@@ -73,3 +73,34 @@ def broker_answers(bootstrap: str | None = None, timeout: float = 2.0) -> bool:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:  # KafkaException while the broker is still coming up
         return False
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 hash (the Java client's Utils.murmur2, librdkafka's murmur2_random), 32-bit."""
+    m, r = 0x5BD1E995, 24
+    length = len(data)
+    h = (0x9747B28C ^ length) & 0xFFFFFFFF
+    for i in range(0, length - length % 4, 4):
+        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    rest, tail = length % 4, length - length % 4
+    if rest == 3:
+        h ^= data[tail + 2] << 16
+    if rest >= 2:
+        h ^= data[tail + 1] << 8
+    if rest >= 1:
+        h ^= data[tail]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a key (murmur2, as the Java client and
+    librdkafka's murmur2_random, which producer_config sets): where a person's records land."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

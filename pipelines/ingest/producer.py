@@ -16,7 +16,8 @@ import numpy as np
 from pipelines import config
 from pipelines.contracts import TOPICS
 from pipelines.ingest.kafka_clients import producer_config
-from pipelines.synthetic.population import Population, sensor_events
+from pipelines.synthetic.population import Population
+from pipelines.synthetic.replay import live_order
 
 #: The ways a device or a buggy client breaks an upload; each must be dead-lettered.
 CORRUPTIONS = ("not_json", "missing_field", "length_mismatch", "non_finite", "hr_out_of_range",
@@ -58,6 +59,28 @@ class ProduceReport:
         return self.valid + self.malformed
 
 
+def mixed_uploads(pop: Population, rng: np.random.Generator, malformed_share: float, limit: int | None,
+                  kinds: tuple[str, ...], make_bad, report: ProduceReport):
+    """Yield (k, event, kind, value) for the stream split of `pop`: kind None and the upload's JSON, or
+    (a `malformed_share` of them) a kind drawn from `kinds` and make_bad(event, kind, rng). Counts into
+    `report`. Shared by every way uploads enter (Kafka here, MQTT in pipelines.ingest.mqtt_publish), so
+    the same seed mixes the same bad uploads in whichever way they travel."""
+    for k, (event, _truth) in enumerate(live_order(pop, "stream")):  # by time across people, as live
+        if limit is not None and k >= limit:
+            break
+        if rng.random() < malformed_share:
+            kind = kinds[int(rng.integers(len(kinds)))]
+            value = make_bad(event, kind, rng)
+            report.malformed += 1
+            report.by_corruption[kind] = report.by_corruption.get(kind, 0) + 1
+        else:
+            kind = None
+            value = json.dumps(event).encode()
+            report.valid += 1
+            report.event_ids.append(event["event_id"])
+        yield k, event, kind, value
+
+
 def produce_population(pop: Population, malformed_share: float = 0.02, seed: int = 11, limit: int | None = None,
                        on_progress=None, progress_every: int = 500, rate_per_s: float | None = None,
                        kinds: tuple[str, ...] = CORRUPTIONS, make_bad=None, flush_timeout_s: float = 300.0
@@ -85,22 +108,11 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
         if err is not None:
             errors.append(str(err))
 
-    for k, (event, _truth) in enumerate(sensor_events(pop, "stream")):
-        if limit is not None and k >= limit:
-            break
+    for k, event, _kind, value in mixed_uploads(pop, rng, malformed_share, limit, kinds, make_bad, report):
         if rate_per_s:
             ahead = t0 + k / rate_per_s - time.monotonic()
             if ahead > 0:
                 producer.poll(ahead)
-        if rng.random() < malformed_share:
-            kind = kinds[int(rng.integers(len(kinds)))]
-            value = make_bad(event, kind, rng)
-            report.malformed += 1
-            report.by_corruption[kind] = report.by_corruption.get(kind, 0) + 1
-        else:
-            value = json.dumps(event).encode()
-            report.valid += 1
-            report.event_ids.append(event["event_id"])
         while True:
             try:
                 producer.produce(topic, key=event["user_id"].encode(), value=value, on_delivery=delivered)

@@ -41,6 +41,8 @@ import operator
 import re
 import sys
 import time
+
+import orjson
 from functools import partial
 from itertools import accumulate
 
@@ -141,6 +143,10 @@ def _loads(text: str):
         raise _Reject("not JSON: starts with a UTF-8 byte-order mark; the contract is UTF-8 JSON without one")
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _json_depth(text) > MAX_JSON_DEPTH:
         raise _Reject(f"not JSON: nested deeper than {MAX_JSON_DEPTH} levels (an upload is 2)")
+    try:  # orjson first (~4x faster on an upload); anything it refuses goes the stdlib way, whose reasons we keep
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -38,8 +38,8 @@ def model_frame(rows: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Data
     X = rows[MODEL_FEATURES].copy()
     for c in NUMERIC_FEATURES + ["price"]:
         X[c] = pd.to_numeric(X[c], errors="coerce").astype(float)
-    for c in CATEGORICAL:
-        X[c] = pd.Categorical(X[c], categories=categories[c])
+    for c in CATEGORICAL:  # a level the model never saw (e.g. a new device mix) is missing, as LightGBM expects
+        X[c] = pd.Categorical(X[c].where(X[c].isin(categories[c])), categories=categories[c])
     return X
 
 

@@ -16,7 +16,8 @@ from pipelines import config, rate_limited_log
 
 #: Modules that add their own subcommands through `register(subparsers)`.
 PLUGINS = ("pipelines.ops.commands.services", "pipelines.ops.commands.filtering", "pipelines.ops.commands.recsys",
-           "pipelines.ops.commands.propensity", "pipelines.ops.commands.qos")
+           "pipelines.ops.commands.propensity", "pipelines.ops.commands.qos", "pipelines.ops.commands.tuner",
+           "pipelines.ops.commands.mqtt")
 
 
 def _population_args(p: argparse.ArgumentParser) -> None:
@@ -156,10 +157,10 @@ def cmd_demo(args) -> int:
     from pipelines.ops.demo import print_summary, run_demo
 
     rep = run_demo(_population_params(args), malformed_share=args.malformed_share,
-                   drain_timeout=args.drain_timeout, keep_services=args.keep_services)
+                   drain_timeout=args.drain_timeout, keep_services=args.keep_services, via=args.via)
     print_summary(rep)
     ok = rep.counts.get("notifications", 0) > 0 and \
-        rep.produced["total"] == rep.counts["features"] + rep.counts["deadlettered"]
+        rep.produced["total"] == rep.counts["uploads_fused"] + rep.counts["deadlettered"]
     return 0 if ok else 1
 
 
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--malformed-share", type=float, default=0.02, help="share of deliberately broken uploads")
     p.add_argument("--drain-timeout", type=float, default=600, help="seconds to wait for the stream to finish")
     p.add_argument("--keep-services", action="store_true", help="leave the broker running afterwards")
+    p.add_argument("--via", choices=("kafka", "mqtt"), default="kafka",
+                   help="how uploads enter: produced straight to Kafka (default), or published over MQTT to a "
+                        "local Mosquitto and forwarded by the MQTT bridge (both started and stopped by the demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="list every OSR_* setting with its value and meaning")

@@ -99,8 +99,7 @@ def stream_groups() -> dict[str, list[str]]:
     """Every consumer group of the stream and the topics it must drain."""
     t, q = TOPICS, config.topic
     return {
-        config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw), q(t.sensor_filtered), q(t.state_features),
-                                         q(t.osr_scores)],
+        config.get("OSR_FAUST_APP_ID"): [q(t.sensor_raw)],  # one agent: uploads in, every result out
         GATEWAY_GROUP: [q(t.push_approved)],
         SINK_GROUP: [q(t.state_features), q(t.osr_scores), q(t.tuner_decisions), q(t.notifications),
                      q(t.sensor_deadletter)],
@@ -143,6 +142,7 @@ class DemoReport:
     top_notifications: list = field(default_factory=list)
     lift: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    figures: dict = field(default_factory=dict)  # readings/s, latency, stale share (ops.stream_figures)
 
 
 def summarize(run_id: str) -> tuple[dict, list]:
@@ -156,7 +156,7 @@ def summarize(run_id: str) -> tuple[dict, list]:
 
 
 def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_timeout: float = 600.0,
-             keep_services: bool = False) -> DemoReport:
+             keep_services: bool = False, via: str = "kafka") -> DemoReport:
     run_id = f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
     rep = DemoReport(run_id)
     t0 = time.monotonic()
@@ -196,12 +196,24 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
         t = time.monotonic()
         say(f"streaming {params.stream_contexts_per_user} moments per person through sensor.raw "
             f"({malformed_share:.0%} deliberately malformed)")
-        produced = produce_population(pop, malformed_share,
-                                      on_progress=lambda r: say(f"  sent {r.total} uploads"), progress_every=1000)
+        if via == "mqtt":  # devices -> Mosquitto -> MQTT bridge -> sensor.raw (pipelines.ingest.mqtt_bridge)
+            from pipelines.ingest.mqtt_publish import publish_population
+            from pipelines.ops.services.mosquitto_local import bridged, wait_bridge_handled
+
+            with bridged(progress=lambda m: say("  " + m)):
+                produced = publish_population(pop, malformed_share, progress_every=1000,
+                                              on_progress=lambda r: say(f"  published {r.total} uploads over MQTT"))
+                wait_bridge_handled(produced.total, drain_timeout, progress=lambda m: say("  " + m))
+        else:
+            produced = produce_population(pop, malformed_share,
+                                          on_progress=lambda r: say(f"  sent {r.total} uploads"), progress_every=1000)
         rep.produced = {"valid": produced.valid, "malformed": produced.malformed, "total": produced.total}
         say(f"sent {produced.total} uploads; waiting for the worker and the sink")
         wait_drained(drain_timeout)
         rep.seconds["stream"] = round(time.monotonic() - t, 1)
+        from pipelines.ops.stream_figures import stream_figures
+
+        rep.figures = stream_figures()
     finally:
         say("push gateway: " + GATEWAY.stop(60))
         say("sink: " + SINK.stop(60))
@@ -221,7 +233,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
     con = connect()
     try:
         migrate(con)
-        summary = json.dumps({"produced": rep.produced, "counts": rep.counts, "lift": rep.lift,
+        summary = json.dumps({"produced": rep.produced, "counts": rep.counts, "lift": rep.lift, "figures": rep.figures,
                               "model_id": rep.nightly.get("model_id")}, default=str)
         execute_write(con, "INSERT INTO ops.runs VALUES (?, 'demo', now() - to_seconds(?), now(), 'ok', ?)",
                       [run_id, rep.seconds["total"], summary])
@@ -239,11 +251,20 @@ def print_summary(rep: DemoReport) -> None:
           f"stream {rep.seconds.get('stream')} s)")
     print(f"  uploads in            {rep.produced.get('total')} ({rep.produced.get('malformed')} malformed on purpose)")
     print(f"  dead-lettered         {c.get('deadlettered')}")
-    print(f"  feature rows          {c.get('features')}")
-    print(f"  reconciliation        in {rep.produced.get('total')} = processed {c.get('features')} "
+    print(f"  moments (fused)       {c.get('features')} from {c.get('uploads_fused')} uploads")
+    print(f"  reconciliation        in {rep.produced.get('total')} = fused {c.get('uploads_fused')} "
           f"+ dead-lettered {c.get('deadlettered')}: "
-          f"{'OK' if rep.produced.get('total') == c.get('features', 0) + c.get('deadlettered', 0) else 'MISMATCH'}")
+          f"{'OK' if rep.produced.get('total') == c.get('uploads_fused', 0) + c.get('deadlettered', 0) else 'MISMATCH'}")
     print(f"  OSR scores (CRM)      {c.get('scores')} for {c.get('scored_events')} moments")
+    f = rep.figures
+    if f:
+        print(f"  stream speed          {f.get('readings_per_s')} readings/s fused (first upload to last decision; "
+              "the demo offers its uploads as fast as the broker takes them)")
+        print(f"  push latency          produce -> notification p50 {f.get('p50_ms')} ms, p99 {f.get('p99_ms')} ms "
+              f"over {f.get('notifications_timed')} pushes (record timestamps; includes the backlog's queueing)")
+    decided = c.get("decisions") or 0
+    print(f"  tuner decisions       {decided}, dropped as stale {c.get('dropped_stale')} "
+          f"({(c.get('dropped_stale') or 0) / max(decided, 1):.1%}: the person's state had moved on before the push)")
     print(f"  notifications         {c.get('notifications')} to {c.get('notified_people')} people")
     print(f"  live model            {rep.nightly.get('model_id')}")
     if rep.lift:

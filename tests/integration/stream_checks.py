@@ -66,3 +66,39 @@ def alive(pid) -> bool:
         return True
     except (ProcessLookupError, TypeError):
         return False
+
+
+# --- fused moments (pipelines.filtering.moment) ----------------------------------------------------
+
+def fused_upload_ids(rows) -> list[str]:
+    """The upload event ids ("<device_id>:<moment>") that feature rows were fused from, duplicates kept.
+
+    rows: (event_id, user_id, device_id) per feature row; event_id is "<user_id>:<moment>" and device_id
+    lists the fused devices joined by "+" — so a row stands for exactly these uploads."""
+    from pipelines.contracts import event_id_for
+
+    out = []
+    for event_id, user_id, device_id in rows:
+        assert event_id.startswith(user_id + ":"), f"feature row {event_id!r} is not a moment of {user_id!r}"
+        moment = event_id[len(user_id) + 1:]
+        out += [event_id_for(d, moment) for d in device_id.split("+")]
+    return out
+
+
+def expected_moment_ids(upload_ids, pop) -> set[str]:
+    """The moment ids the valid uploads `upload_ids` must be fused into: moment_id(user_id, moment_of(upload)).
+    A moment is expected as soon as one of its uploads is valid (a corrupted partner is dead-lettered,
+    the moment is fused from the remaining device)."""
+    from pipelines.filtering.moment import moment_id, moment_of
+
+    user_of = dict(zip(pop.devices.device_id, pop.devices.user_id))
+    out = set()
+    for eid in upload_ids:
+        device_id = eid.split(":", 1)[0]
+        out.add(moment_id(user_of[device_id], moment_of({"event_id": eid, "device_id": device_id})))
+    return out
+
+
+def stream_feature_rows() -> list[tuple[str, str, str]]:
+    """(event_id, user_id, device_id) of every stream feature row in the store."""
+    return store_rows("SELECT event_id, user_id, device_id FROM features.state_features WHERE source = 'stream'")

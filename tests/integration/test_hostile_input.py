@@ -1,6 +1,8 @@
 """Hostile input at scale, on the real broker: 10,000 bad uploads of every kind mixed into a day of good
 ones. Every bad one must reach the dead-letter topic with a reason naming its kind; the worker, the
-gateway and the sink stay up throughout; every good upload is processed exactly once.
+gateway and the sink stay up throughout; every good upload is fused exactly once into its person-moment
+(a person's phone and watch uploads of one moment make one feature row, moment_id(user_id, moment)),
+and no bad upload makes or changes a moment.
 
 Kinds: every single-message kind of pipelines.ingest.hostile (malformed / truncated / non-UTF-8 /
 UTF-16 / deeply nested JSON, lone surrogates and NUL in ids, wrong types, numbers as strings, huge
@@ -25,6 +27,7 @@ from pipelines.ingest.kafka_clients import producer_config
 from pipelines.synthetic import population as P
 from stream_checks import alive as _alive
 from stream_checks import read_topic
+from stream_checks import store_rows as _q
 from stream_harness import running_stream, topic
 
 pytestmark = pytest.mark.integration
@@ -173,14 +176,14 @@ def test_no_good_upload_dead_lettered(hostile):
 
 
 def test_every_good_upload_processed_once(hostile):
-    from pipelines.store.db import connect
+    from stream_checks import expected_moment_ids, fused_upload_ids, stream_feature_rows
 
-    con = connect(read_only=True)
-    try:
-        rows = [r[0] for r in con.execute(
-            "SELECT event_id FROM features.state_features WHERE source = 'stream'").fetchall()]
-        ghosts = con.execute("SELECT count(*) FROM stream.notifications WHERE user_id LIKE 'ghost%'").fetchall()[0][0]
-    finally:
-        con.close()
-    assert sorted(rows) == sorted(hostile["good_ids"])
+    rows = stream_feature_rows()
+    ids = [r[0] for r in rows]
+    assert len(ids) == len(set(ids))
+    expected = expected_moment_ids(hostile["good_ids"], hostile["stream"].pop)
+    assert set(ids) == expected, (f"moments lost {sorted(expected - set(ids))[:3]}, "
+                                  f"made by bad uploads {sorted(set(ids) - expected)[:3]}")
+    assert sorted(fused_upload_ids(rows)) == sorted(hostile["good_ids"])  # each good upload in one moment
+    (ghosts,), = _q("SELECT count(*) FROM stream.notifications WHERE user_id LIKE 'ghost%'")
     assert ghosts == 0  # unknown people are never pushed to

@@ -8,8 +8,10 @@ One stream, on the real broker, for the whole module:
   hour (so the reload can only come from the announcement);
 - the broker (durable log dirs) is stopped for a minute and started again, mid-stream: worker, sink,
   gateway and producer ride it out on their own, with rate-limited logging.
-Afterwards the counts reconcile: in = processed + dead-lettered, each moment's push at most once on the
-topic (read_committed) and in the store.
+Afterwards the counts reconcile per person-moment (phone and watch uploads of one moment fused into one
+row): every moment of the valid uploads has one feature row fused from exactly its valid uploads, in =
+uploads fused + dead-lettered, each moment's push at most once on the topic (read_committed) and in the
+store, and the pushes are exactly the approvals recorded on tuner.decisions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from pipelines.ops.services import broker as broker_service
 from pipelines.reco import nightly
 from pipelines.synthetic import population as P
 from stream_checks import alive as _alive
-from stream_checks import read_topic, store_rows as _q
+from stream_checks import expected_moment_ids, fused_upload_ids, read_topic, store_rows as _q, stream_feature_rows
 from stream_harness import produce_in_background, running_stream, topic
 
 pytestmark = pytest.mark.integration
@@ -108,6 +110,8 @@ def platform(broker):
             facts["notes"] = read_topic(topic("notifications"))
             facts["score_models"] = _count_models(read_topic(topic("osr_scores"), timeout=60))
             facts["sent"] = box["result"]
+            facts["pop"] = s.pop
+            facts["decisions"] = read_topic(topic("tuner_decisions"), timeout=60)
             from pipelines.ops import demo
 
             facts["gateway_reexecs"] = demo.GATEWAY.log_file.read_text(errors="replace").count("re-executing itself")
@@ -214,9 +218,16 @@ def test_logging_stayed_bounded_during_the_outage(platform):
 
 def test_counts_reconcile(platform):
     sent = platform["sent"]
-    feats = [r[0] for r in _q("SELECT event_id FROM features.state_features WHERE source = 'stream'")]
+    rows = stream_feature_rows()
+    ids = [r[0] for r in rows]
+    expected = expected_moment_ids(sent.event_ids, platform["pop"])
+    assert len(ids) == len(set(ids))
+    assert set(ids) == expected, f"lost moments {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
+    fused = fused_upload_ids(rows)
     (dead,), = _q("SELECT count(*) FROM stream.deadletter WHERE deadletter_id LIKE '%sensor.raw:%'")
-    assert sorted(feats) == sorted(sent.event_ids)
+    if sorted(fused) != sorted(sent.event_ids):
+        late = _q("SELECT left(reason, 60), count(*) FROM stream.deadletter WHERE reason LIKE 'late device%' GROUP BY 1")
+        raise AssertionError(f"valid uploads not fused {len(set(sent.event_ids) - set(fused))}; late-device letters {late}")
     assert dead == sent.malformed
 
 
@@ -225,3 +236,11 @@ def test_each_moment_pushed_at_most_once(platform):
     assert moments and len(moments) == len(set(moments))
     stored = _q("SELECT user_id, event_id FROM stream.notifications")
     assert sorted(stored) == sorted(moments)
+    decided: dict[str, set] = {}
+    for d in platform["decisions"]:
+        decided.setdefault(d["event_id"], set()).add((d["user_id"], d["approved"], d["item_id"]))
+    conflicting = {e: v for e, v in decided.items() if len(v) > 1}
+    assert not conflicting, f"{len(conflicting)} moments decided differently, e.g. {list(conflicting.items())[:3]}"
+    approved = {(u, e, i) for e, v in decided.items() for u, a, i in v if a}
+    assert {(n["user_id"], n["event_id"], n["item_id"]) for n in platform["notes"]} == approved
+    assert set(decided) == {r[0] for r in stream_feature_rows()}  # every moment scored and decided

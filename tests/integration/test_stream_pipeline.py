@@ -1,15 +1,18 @@
 """The stream, for real: Apache Kafka (or tansu), a Faust worker process, the push gateway, the sink.
 
 A few thousand sensor uploads, some deliberately malformed, go in; the test proves the
-Faust agents consumed them (their group drained sensor.raw) and reconciles the store:
-uploads in = processed + dead-lettered, one feature row per processed upload, no
-duplicated id anywhere.
+Faust agent consumed them (its group drained sensor.raw) and reconciles the store. A person's
+phone and watch uploads of one moment are fused into one feature row (id "<user_id>:<moment>",
+device_id "phone+watch" style), so: uploads in = uploads fused into feature rows + dead-lettered,
+one feature row per expected moment, every valid upload in exactly one row, one tuner decision per
+scored moment, each approved decision pushed once, no duplicated id anywhere.
 """
 
 import os
 import uuid
 
 import pytest
+from stream_checks import expected_moment_ids, fused_upload_ids, stream_feature_rows
 from stream_checks import store_rows as _q
 
 from pipelines import config
@@ -52,7 +55,7 @@ def streamed(broker):
         sink_stop, worker_stop, _ = SINK.stop(60), FAUST_WORKER.stop(60), GATEWAY.stop(60)
         for k, v in saved.items():
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    yield {"sent": sent, "app_id": app_id, "stops": (sink_stop, worker_stop)}
+    yield {"sent": sent, "pop": pop, "app_id": app_id, "stops": (sink_stop, worker_stop)}
 
 
 
@@ -70,18 +73,42 @@ def test_services_stopped_cleanly(streamed):
 
 
 def test_reconciliation_in_equals_processed_plus_deadlettered(streamed):
+    """uploads in = uploads fused into feature rows + dead-lettered; the report's figures say the same."""
     sent = streamed["sent"]
-    (features,), = _q("SELECT count(*) FROM features.state_features WHERE source = 'stream'")
+    fused = fused_upload_ids(stream_feature_rows())
     (dead,), = _q("SELECT count(*) FROM stream.deadletter WHERE deadletter_id LIKE 'sensor.raw:%'")
-    assert features == sent.valid
+    assert len(fused) == sent.valid
     assert dead == sent.malformed
-    assert features + dead == sent.total
+    assert len(fused) + dead == sent.total
+    report = store_report()
+    assert report["uploads_fused"] == sent.valid and report["deadlettered"] == sent.malformed
+    assert report["features"] == report["distinct_feature_events"] < sent.valid  # fused: fewer moments than uploads
 
 
-def test_every_processed_upload_has_exactly_one_feature_row(streamed):
-    ids = [r[0] for r in _q("SELECT event_id FROM features.state_features WHERE source = 'stream'")]
+def store_report() -> dict:
+    from pipelines.store.db import connect
+
+    sql = (config.PROJECT_ROOT / "sql" / "reports" / "stream_reconciliation.sql").read_text()
+    con = connect(read_only=True)
+    try:
+        cur = con.execute(sql)
+        return dict(zip([d[0] for d in cur.description], cur.fetchone()))
+    finally:
+        con.close()
+
+
+def test_every_expected_moment_has_exactly_one_feature_row(streamed):
+    """One row per person-moment (moment_id(user_id, moment_of(upload)) of the valid uploads), each
+    valid upload fused into exactly one of them; phone and watch really were fused."""
+    rows = stream_feature_rows()
+    ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids))
-    assert set(ids) == set(streamed["sent"].event_ids)
+    assert set(ids) == expected_moment_ids(streamed["sent"].event_ids, streamed["pop"])
+    assert sorted(fused_upload_ids(rows)) == sorted(streamed["sent"].event_ids)
+    fused_pairs = [d for _e, _u, d in rows if "+" in d]
+    assert fused_pairs, "no moment was fused from two devices"
+    owner = dict(zip(streamed["pop"].devices.device_id, streamed["pop"].devices.user_id))
+    assert all(owner[part] == u for _e, u, d in rows for part in d.split("+"))  # only the person's own devices
 
 
 def test_one_push_per_moment_and_scores_complete(streamed, broker):
@@ -97,6 +124,8 @@ def test_one_push_per_moment_and_scores_complete(streamed, broker):
     assert len(on_topic) == len(set(on_topic)), "a moment's push appears twice on the notifications topic"
     stored = {(u, e) for u, e in _q("SELECT user_id, event_id FROM stream.notifications")}
     assert set(on_topic) == stored and len(stored) > 0
+    moments = {r[0] for r in stream_feature_rows()}
+    assert {e for _u, e in stored} <= moments, "a push names no fused moment"
     (unscored,), = _q("SELECT count(*) FROM features.state_features f WHERE source = 'stream' AND NOT EXISTS "
                       "(SELECT 1 FROM stream.osr_scores s WHERE s.event_id = f.event_id)")
     assert unscored == 0
@@ -104,6 +133,23 @@ def test_one_push_per_moment_and_scores_complete(streamed, broker):
     (doubled,), = _q("SELECT count(*) FROM (SELECT event_id, item_id FROM stream.osr_scores GROUP BY 1, 2 "
                      "HAVING count(*) > 1)")
     assert doubled == 0
+
+
+def test_one_decision_per_scored_moment_and_each_approval_pushed(streamed):
+    """tuner.decisions (stream.tuner_decisions): exactly one decision per scored moment; the approved
+    ones are exactly the pushes (person, moment, item); a refused or stale one is never pushed."""
+    decisions = _q("SELECT event_id, user_id, approved, item_id, reason FROM stream.tuner_decisions")
+    ids = [d[0] for d in decisions]
+    assert len(ids) == len(set(ids))
+    scored = {e for (e,) in _q("SELECT DISTINCT event_id FROM stream.osr_scores")}
+    assert set(ids) == scored
+    assert all(reason for *_x, reason in decisions)
+    assert all(a == (reason == "approved") for _e, _u, a, _i, reason in decisions)
+    approved = {(u, e, i) for e, u, a, i, _r in decisions if a}
+    pushed = set(_q("SELECT user_id, event_id, item_id FROM stream.notifications"))
+    assert approved == pushed, f"approved not pushed {len(approved - pushed)}, pushed not approved {len(pushed - approved)}"
+    stale = sum(r.startswith("stale") for *_x, r in decisions)
+    print(f"\ndecisions {len(decisions)}: approved {len(approved)}, stale {stale}")
 
 
 def test_deadletters_carry_reasons(streamed):
@@ -142,3 +188,22 @@ def test_pushes_beat_state_blind_pushes(streamed):
         con.close()
     assert lift["pushes"] > 0
     assert lift["osr_purchase_rate"] > lift["state_blind_purchase_rate"]
+
+
+def test_osr_tuner_explain_on_the_run(streamed, capsys):
+    """`osr tuner explain` on moments this run decided: an approved one names its item and rule, a
+    refused one its reason, as stored by the sink from tuner.decisions."""
+    from pipelines.ops.cli import main
+
+    approved = _q("SELECT event_id, item_id FROM stream.tuner_decisions WHERE approved ORDER BY event_id LIMIT 1")
+    refused = _q("SELECT event_id, reason FROM stream.tuner_decisions WHERE NOT approved ORDER BY event_id LIMIT 1")
+    assert approved and refused, "the run should have both approved and refused moments"
+    (eid, item), = approved
+    assert main(["tuner", "explain", eid]) == 0
+    out = capsys.readouterr().out
+    assert eid in out and "approved" in out and item in out, out
+    (eid, reason), = refused
+    assert main(["tuner", "explain", eid]) == 0
+    out = capsys.readouterr().out
+    assert eid in out and reason in out, out
+    assert main(["tuner", "explain", "nobody:never"]) != 0  # an unknown moment says so, with a non-zero exit

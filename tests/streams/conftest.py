@@ -1,6 +1,6 @@
 """Agent tests without a broker: each agent runs in Faust's `agent.test_context()`, the topics it
 sends to have their `send` replaced by a recorder, and table writes record their changelog
-message instead of handing it to a producer.
+message (with its partition) instead of handing it to a producer.
 
 `streams.app` reads its settings and creates OSR_HOME/faust/<app id> at import, so it is imported
 here, once, with every OSR_* variable cleared and OSR_HOME in a throwaway folder; the process
@@ -37,7 +37,7 @@ try:
     os.environ["OSR_HOME"] = _import_home
     import streams.app  # noqa: E402  (must come after the environment is set)
     import streams.topics as topics  # noqa: E402
-    from streams.agents import control, recommend, sensors  # noqa: E402,F401
+    from streams.agents import control, moments  # noqa: E402,F401
 finally:
     for _name, _value in _saved_env.items():
         if _value is None:
@@ -46,6 +46,7 @@ finally:
             os.environ[_name] = _value
 
 from pipelines.online import snapshot as snap  # noqa: E402
+from pipelines.online.chain import HeldPeople  # noqa: E402
 from pipelines.synthetic.population import PopulationParams, generate, sensor_events  # noqa: E402
 
 #: Seconds an async test may take before it is failed (a lost message must not hang the suite).
@@ -92,24 +93,69 @@ def osr_home(tmp_path, monkeypatch):
     live = topics.live_snapshot
     monkeypatch.setattr(live, "_snap", None)
     monkeypatch.setattr(live, "_checked", -1e9)
-    monkeypatch.setattr(recommend.tuner, "_rulebooks", {})
-    for table in (topics.kalman_states, topics.tuner_states):
-        table.data.clear()
+    monkeypatch.setattr(moments.chain.tuner, "_rulebooks", {})
+    if moments.chain.tuner.follower is not None:  # no rules read from the store: the snapshot's apply
+        monkeypatch.setattr(moments.chain.tuner.follower, "_view", None)
+    monkeypatch.setattr(moments, "held", HeldPeople())  # who waits for a device: per worker, so per test
+    topics.person_states.data.clear()
     yield home
-    for table in (topics.kalman_states, topics.tuner_states):
-        table.data.clear()
+    topics.person_states.data.clear()
+
+
+class Clock:
+    """The process agent's wall clock (`moments.time.time`), moved only by the test: whether a held
+    moment is due then depends on what the test says, not on how fast the machine is."""
+
+    def __init__(self, now: float = 1_800_000_000.0):
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch):
+    c = Clock()
+    monkeypatch.setattr(moments, "time", c)
+    return c
+
+
+@pytest.fixture(autouse=True)
+def owns_every_partition(monkeypatch):
+    """The worker under test owns every partition of sensor.raw (there is no real group assignment)."""
+    from faust.types import TP
+
+    from streams.agents import moments as m
+
+    owned = {TP(m.RAW, p) for p in range(topics.PARTITIONS)}
+    monkeypatch.setattr(streams.app.app.assignor, "assigned_actives", lambda: owned)
+    return owned
+
+
+@pytest.fixture(autouse=True)
+def caught_up(monkeypatch):
+    """Whether a tick finds its partition caught up (no broker here): yes unless a test says otherwise."""
+    from streams.agents import moments as m
+
+    state = {"caught_up": True}
+
+    async def fake(partition: int) -> bool:
+        return state["caught_up"]
+
+    monkeypatch.setattr(m, "caught_up", fake)
+    return state
 
 
 @pytest.fixture(autouse=True)
 def changelog():
-    """Table writes record (key, value) per table instead of producing to the changelog topic."""
-    records: dict[str, list[tuple[object, object]]] = {}
+    """Table writes record (partition, key, value) per table instead of producing to the changelog topic."""
+    records: dict[str, list[tuple[object, object, object]]] = {}
     patches = []
-    for table in (topics.kalman_states, topics.tuner_states):
+    for table in (topics.person_states,):
         log = records.setdefault(table.name, [])
 
         def fake_send_changelog(partition, key, value, key_serializer=None, value_serializer=None, _log=log):
-            _log.append((key, value))
+            _log.append((partition, key, value))
             fut = MagicMock(name="FutureMessage")
             fut.message.partition = partition if partition is not None else 0
             return fut
@@ -127,8 +173,15 @@ def outbox():
     """Patch `send` on every topic of streams.topics; yields {topic attribute name: AsyncMock}."""
     import faust
 
+    def delivered(*_args, **_kwargs):
+        """What a real send returns once awaited: a future of the broker's ack (here: acked at once)."""
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
     names = [n for n, v in vars(topics).items() if isinstance(v, faust.TopicT)]
-    patches = {n: patch.object(getattr(topics, n), "send", new=AsyncMock(name=f"{n}.send")) for n in names}
+    patches = {n: patch.object(getattr(topics, n), "send", new=AsyncMock(name=f"{n}.send", side_effect=delivered))
+               for n in names}
     mocks = {n: p.start() for n, p in patches.items()}
     yield mocks
     for p in patches.values():
@@ -164,7 +217,9 @@ def propensity_model_str() -> str:
 @pytest.fixture
 def snapshot_tables(stream_pop, people):
     """known: a top-N list and preferences; opted_out: a top-N list, opted out; popular: in the users
-    table but without a top-N (gets the popular items); stranger: unknown to the snapshot."""
+    table but without a top-N (gets the popular items); stranger: unknown to the snapshot.
+    devices: the registry, every device of the three known people (known and opted_out have a phone
+    and a watch, popular a phone only); the stranger's are not in it."""
     import pandas as pd
 
     from pipelines.online.tuner import DEFAULT_RULES
@@ -183,8 +238,10 @@ def snapshot_tables(stream_pop, people):
     stores = stream_pop.stores[["store_id", "category", "x", "y"]].reset_index(drop=True)
     prefs = pd.DataFrame({"user_id": [known, opted_out], "opted_out": [False, True],
                           "quiet_start_hour": [None, None], "quiet_end_hour": [None, None], "daily_cap": [3, 3]})
+    devices = stream_pop.devices[stream_pop.devices.user_id != people["stranger"]][
+        ["device_id", "user_id"]].reset_index(drop=True)
     return {"topn": topn, "items": items, "users": users, "stores": stores, "rules": DEFAULT_RULES.copy(),
-            "preferences": prefs}
+            "preferences": prefs, "devices": devices}
 
 
 @pytest.fixture

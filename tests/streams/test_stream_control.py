@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import streams.topics as topics
-from agent_harness import wait_until
+from agent_harness import run_batch, sent, upload_record
 from pipelines.contracts import ModelAnnouncement, problem
 from streams.agents import control
 
@@ -40,20 +40,18 @@ async def test_a_garbled_announcement_still_reloads_what_is_live(live, publish, 
     assert control.handle_announcement(b"\xff not json") == "m3"
 
 
-async def test_scores_use_the_announced_model(outbox, live, publish, monkeypatch):
-    """After the announcement the score agent stamps the new model id on what it sends."""
-    from streams.agents.recommend import score
-
+async def test_scores_use_the_announced_model(outbox, live, publish, uploads, people, monkeypatch):
+    """After the announcement the process agent stamps the new model id on what it scores and decides."""
     live_snapshot = topics.live_snapshot
-    monkeypatch.setattr(live_snapshot, "_time", lambda: 1000.0)
-    row = {"event_id": "someone-phone:e1", "user_id": "someone", "device_id": "someone-phone", "device_type": "phone",
-           "ts": 1_795_000_000.0, "source": "stream", "speed_mps": 1.0, "heading_deg": 90.0, "dist_home_m": None,
-           "dist_work_m": None, "dist_store_m": 50.0, "hr_pct_peak": None, "hr_rate_bpm_per_min": None,
-           "activity": 0.5, "hour_of_day": 12, "day_of_week": 0, "n_readings": 60, "spikes_rejected": 0}
-    live_snapshot.refresh()
+    monkeypatch.setattr(live_snapshot, "_time", lambda: 1000.0)  # frozen: only the announcement reloads
+    user = people["popular"]  # one registered device: each upload is a whole moment
+    first, second = [u for u in uploads if u["user_id"] == user][:2]
+    await run_batch([upload_record(first, 0)], outbox, monkeypatch)
     publish("m2")
+    await run_batch([upload_record(second, 1)], outbox, monkeypatch)
     control.handle_announcement(b'{"model_id": "m2", "snapshot": "m2"}')
-    async with score.test_context() as agent:
-        await agent.put(row, key=b"someone")
-        await wait_until(lambda: outbox["osr_scores"].await_count >= 1, what="a score")
-    assert outbox["osr_scores"].await_args.kwargs["value"]["model_id"] == "m2"
+    third = {**second, "event_id": second["event_id"] + "-again",
+             "ts": [t + 600.0 for t in second["ts"]]}  # a later moment of the same phone
+    await run_batch([upload_record(third, 2)], outbox, monkeypatch)
+    assert [v["model_id"] for _k, v in sent(outbox["osr_scores"])] == [live, live, "m2"]
+    assert [v["model_id"] for _k, v in sent(outbox["tuner_decisions"])] == [live, live, "m2"]

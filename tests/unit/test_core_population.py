@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines.filtering.moment import moment_id, moment_of
 from pipelines.synthetic import population as P
 from pipelines.store.population_loader import backfill_features, default_preferences, load_population
 from pipelines.store.db import connect, migrate, scalar
@@ -115,10 +116,14 @@ def test_contexts_of_one_person_do_not_overlap(tiny_params, tiny_pop):
     assert (gaps >= tiny_params.readings_per_event + 600.0 - 1e-6).all()
 
 
-def test_backfill_features_one_row_per_history_upload(tiny_pop):
+def test_backfill_features_one_row_per_history_moment(tiny_pop):
+    """A person's devices of one moment are fused, as in the stream: one row per (person, context)."""
     feats, truth = backfill_features(tiny_pop, "history")
-    uploads = [e["event_id"] for e, _ in P.sensor_events(tiny_pop, "history")]
-    assert feats.event_id.tolist() == uploads == truth.event_id.tolist()
+    moments = list(dict.fromkeys(moment_id(e["user_id"], moment_of(e)) for e, _ in P.sensor_events(tiny_pop, "history")))
+    assert feats.event_id.tolist() == moments == truth.event_id.tolist()
+    n_uploads = len(list(P.sensor_events(tiny_pop, "history")))
+    assert feats.device_id.str.split("+").str.len().sum() == n_uploads  # every upload fused exactly once
+    assert len(moments) < n_uploads  # some people carry a watch: fusion happened
     assert (feats.source == "history").all()
     assert set(truth.state) <= set(P.STATES)
     phones = feats[feats.device_type == "phone"]
@@ -139,8 +144,8 @@ def test_load_population_twice_inserts_nothing_the_second_time(tmp_path, tiny_pa
     con = connect(tmp_path / "pop.duckdb")
     migrate(con)
     first = load_population(con, tiny_pop)
-    n_hist = len(list(P.sensor_events(tiny_pop, "history")))
-    n_stream = len(list(P.sensor_events(tiny_pop, "stream")))
+    n_hist = len({moment_id(e["user_id"], moment_of(e)) for e, _ in P.sensor_events(tiny_pop, "history")})
+    n_stream = len({moment_id(e["user_id"], moment_of(e)) for e, _ in P.sensor_events(tiny_pop, "stream")})
     assert first["ref.users"] == tiny_params.n_users
     assert first["ref.items"] == tiny_params.n_items
     assert first["ref.devices"] == len(tiny_pop.devices)
