@@ -94,8 +94,8 @@ def bench_filter(uploads: list, repeats: int) -> dict:
         for uid, raw, source in uploads:
             res, st = admit([Arrival(raw, source, uid, 0.0)], tables.get(uid), devices_of=devs.get)
             dead += len(res.dead)
-            for fused, sources in res.moments:
-                remember(st, fused, sources, row)
+            for fused, sources, released_by in res.moments:
+                remember(st, fused, sources, row, released_by)
             tables[uid] = st
             if collect is not None:
                 collect.append(len(json.dumps(st)))
@@ -131,8 +131,8 @@ def bench_filter(uploads: list, repeats: int) -> dict:
     tables: dict[str, dict] = {}
     for u, r, src in uploads:
         res, st = admit([Arrival(r, src, u, 0.0)], tables.get(u), devices_of=devs.get)
-        for fused, sources in res.moments:
-            remember(st, fused, sources, row)
+        for fused, sources, released_by in res.moments:
+            remember(st, fused, sources, row, released_by)
         tables[u] = st
     again, st_again = admit([Arrival(raw, source, uid, 0.0)], tables[uid], devices_of=devs.get)
     dup, _ = admit([Arrival(raw, source + "x", uid, 0.0)], tables[uid], devices_of=devs.get)

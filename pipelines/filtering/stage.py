@@ -12,11 +12,13 @@ letter with its reason, never as an exception that stops the agent.
 
 Redelivery. Faust delivers at least once: after a crash the same record (same
 topic:partition:offset) can come again, and the person's state may or may not already hold
-its moment. The state remembers the last REMEMBER fused moments with the sources of their
-uploads and the feature row they produced, so a redelivered upload re-emits that row (the
-scores and the tuner's decision downstream are idempotent by moment id) without the filters
-advancing twice; an upload still waiting is recognised by its source. The same event id from
-another record is a duplicate upload and is dead-lettered.
+its moment (the stream logs a person's state, durably, before it publishes what the state
+produced). The state remembers the last REMEMBER fused moments with the sources of their
+uploads, the record that released them (an upload of the moment, the person's next upload, or
+a tick) and the feature row they produced, so a redelivered record re-emits the rows it
+released (the scores and the tuner's remembered decision downstream are idempotent by moment
+id) without the filters advancing twice; an upload still waiting is recognised by its source.
+The same event id from another record is a duplicate upload and is dead-lettered.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Arrival:
 class StageOut:
     """What one person's records of a micro-batch produced."""
 
-    moments: list[tuple[FilteredUpload, dict]] = field(default_factory=list)  # (fused, {event_id: source})
+    moments: list[tuple[FilteredUpload, dict, str | None]] = field(default_factory=list)  # (fused, {event_id: source}, released by)
     replays: list[list] = field(default_factory=list)  # remembered feature-row values to re-emit
     dead: list[DeadLetter] = field(default_factory=list)
 
@@ -63,7 +65,7 @@ def empty_state() -> dict:
 
 
 def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_of=None,
-          now: float | None = None, hold_s: float = 2.0) -> tuple[StageOut, dict]:
+          now: float | None = None, hold_s: float = 2.0, tick: str | None = None) -> tuple[StageOut, dict]:
     """Take one person's records (in partition order) into their state; fuse the moments now ready.
 
     registered: callable (user_id, device_id) -> reason or None (the live snapshot's registry).
@@ -72,13 +74,18 @@ def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_
     now: the person's stream time — the newest record time seen on their partition, or the wall clock
     on a tick when the partition is caught up (moments held longer than hold_s are released);
     None = release nothing by age.
+    tick: the source of the tick record this call answers (moments it releases remember it, and a
+    redelivered tick re-emits them).
     """
     st = {**empty_state(), **(state or {})}
     st["pending"] = {m: {**p, "uploads": dict(p["uploads"])} for m, p in st["pending"].items()}
     st["recent"] = list(st["recent"])
     out = StageOut()
     replayed: set[str] = set()
+    for source in [tick] if tick else []:
+        _replay_released_by(source, st, out, replayed)
     for a in arrivals:
+        _replay_released_by(a.source, st, out, replayed)
         upload, reason = parse_sensor_event(a.value)
         if reason is None:
             reason = _identity_problem(upload, a.key, registered)
@@ -86,20 +93,29 @@ def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_
             reason = _place(upload, a, st, out, replayed)
         if reason is not None:
             out.dead.append(deadletter_record(a.value, reason, a.source))
-    _release(st, out, devices_of, now, hold_s)
+    trigger = tick or (arrivals[-1].source if arrivals else None)
+    _release(st, out, devices_of, now, hold_s, trigger)
     return out, st
 
 
-def release_held(state: dict, devices_of=None, now: float | None = None, hold_s: float = 2.0
-                 ) -> tuple[StageOut, dict]:
+def _replay_released_by(source: str, st: dict, out: StageOut, replayed: set) -> None:
+    """A redelivered record re-emits the moments it released (their results may not have been published)."""
+    for mid, _sources, row, released_by in st["recent"]:
+        if released_by == source and mid not in replayed:
+            replayed.add(mid)
+            out.replays.append(row)
+
+
+def release_held(state: dict, devices_of=None, now: float | None = None, hold_s: float = 2.0,
+                 tick: str | None = None) -> tuple[StageOut, dict]:
     """Release a person's moments that waited too long (a tick on a quiet partition)."""
-    return admit([], state, devices_of=devices_of, now=now, hold_s=hold_s)
+    return admit([], state, devices_of=devices_of, now=now, hold_s=hold_s, tick=tick)
 
 
 def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -> str | None:
     """Put a valid upload where it belongs; the reason it cannot be taken, or None."""
     eid = upload["event_id"]
-    for mid, sources, row in st["recent"]:
+    for mid, sources, row, _released_by in st["recent"]:
         if eid in sources:
             if sources[eid] != a.source:
                 return f"duplicate upload: event id already processed from {sources[eid]}"
@@ -129,7 +145,7 @@ def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -
     return None
 
 
-def _release(st: dict, out: StageOut, devices_of, now, hold_s: float) -> None:
+def _release(st: dict, out: StageOut, devices_of, now, hold_s: float, trigger: str | None) -> None:
     """Fuse, in time order, every held moment that is complete, superseded by a later one, or overdue."""
     if not st["pending"]:
         return
@@ -156,12 +172,13 @@ def _release(st: dict, out: StageOut, devices_of, now, hold_s: float) -> None:
             continue
         st["t_last"] = max(float(u["ts"][-1]) for u in uploads)
         st["devices"] = sorted(have | set(st["devices"]))
-        out.moments.append((fused, sources))
+        out.moments.append((fused, sources, trigger))
 
 
-def remember(st: dict, fused: FilteredUpload, sources: dict, row_values: list) -> None:
-    """Keep a fused moment's sources and feature row for redelivery (the last REMEMBER moments)."""
-    st["recent"] = [*st["recent"], [fused["event_id"], sources, row_values]][-REMEMBER:]
+def remember(st: dict, fused: FilteredUpload, sources: dict, row_values: list, released_by: str | None = None) -> None:
+    """Keep a fused moment's sources, the record that released it and its feature row for redelivery
+    (the last REMEMBER moments)."""
+    st["recent"] = [*st["recent"], [fused["event_id"], sources, row_values, released_by]][-REMEMBER:]
 
 
 def _identity_problem(upload: dict, key: str | None, registered) -> str | None:

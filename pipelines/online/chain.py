@@ -19,13 +19,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from pipelines.contracts import DeadLetter, FeatureRow, Notification, ScoredEvent, TunerDecision
+from pipelines import config
+from pipelines.contracts import TOPICS, DeadLetter, FeatureRow, Notification, ScoredEvent, TunerDecision
 from pipelines.filtering.stage import Arrival, admit, remember
 from pipelines.online.features import FEATURE_COLUMNS, features_stage, next_history
 from pipelines.online.osr_score import score_stage
 from pipelines.online.tuner import TunerStage
 
 STAGES = ("filter", "features", "score", "tune")
+
+#: Ticks a worker keeps in its "released by" index per partition: a redelivery after a crash reaches
+#: back only to the last commit (~3 s; a worker ticks every OSR_TICK_S = 0.5 s).
+TICKS_KEPT = 64
+
+
+def _tick_prefix() -> str:
+    return config.topic(TOPICS.stream_ticks) + ":"
 
 
 @dataclass
@@ -56,24 +65,24 @@ class Taken:
 
 
 def take_person(arrivals: list[Arrival], before: dict | None, snapshot, now: float | None, hold_s: float,
-                clock=time.perf_counter) -> Taken:
+                clock=time.perf_counter, tick: str | None = None) -> Taken:
     """validate -> fuse -> features for one person's records, as the stream and the backfill both run it.
 
     snapshot: needs `registered`, `users`, `stores_xy` (and `devices_of` for the device registry)."""
     devices_of = getattr(snapshot, "devices_of", None)
-    res, st = admit(arrivals, before, getattr(snapshot, "registered", None), devices_of, now, hold_s)
+    res, st = admit(arrivals, before, getattr(snapshot, "registered", None), devices_of, now, hold_s, tick)
     if not (res.moments or res.replays) and st["pending"] == (before or {}).get("pending", {}):
         return Taken([], res.dead, None)  # all dead-lettered, or nothing due: no state write, no table key
     rows = [dict(zip(FEATURE_COLUMNS, values)) for values in res.replays]
     dead = list(res.dead)
     t1 = clock()
-    for fused, sources in res.moments:
+    for fused, sources, released_by in res.moments:
         row, letter = features_stage(fused, snapshot, next(iter(sources.values())), st["history"])
         if letter is not None:
             dead.append(letter)
             continue
         st["history"] = next_history(st["history"], row)
-        remember(st, fused, sources, [row[c] for c in FEATURE_COLUMNS])
+        remember(st, fused, sources, [row[c] for c in FEATURE_COLUMNS], released_by)
         rows.append(row)
     return Taken(rows, dead, st, clock() - t1)
 
@@ -85,10 +94,12 @@ class Chain:
         self.tuner = tuner or TunerStage()
         self.hold_s = hold_s
 
-    def run(self, by_person: dict[str, list[Arrival]], state_of, snapshot, now=None) -> ChainOut:
+    def run(self, by_person: dict[str, list[Arrival]], state_of, snapshot, now=None,
+            ticks: dict[str, str] | None = None) -> ChainOut:
         """by_person: each person's arrivals in partition order (a person with an empty list is only
         checked for moments held too long); state_of: person -> stored state or None; now: the stream
-        time (see stage.admit), one float for everyone or {person: float | None}."""
+        time (see stage.admit), one float for everyone or {person: float | None}; ticks: {person: source
+        of the tick record} for people looked at because of a tick."""
         out = ChainOut()
         clock = time.perf_counter
         t0 = clock()
@@ -96,7 +107,8 @@ class Chain:
         latest: dict[str, FeatureRow] = {}
         for person, arrivals in by_person.items():
             when = now.get(person) if isinstance(now, dict) else now
-            taken = take_person(arrivals, state_of(person) or None, snapshot, when, self.hold_s, clock)
+            taken = take_person(arrivals, state_of(person) or None, snapshot, when, self.hold_s, clock,
+                                (ticks or {}).get(person))
             out.dead += taken.dead
             out.seconds["features"] += taken.features_s
             if taken.state is None:
@@ -136,6 +148,7 @@ class HeldPeople:
     def __init__(self):
         self.by_partition: dict[int, set[str]] = {}
         self.partitions: set[int] = set()
+        self.by_tick: dict[str, set[str]] = {}  # tick source -> people whose remembered moments it released
 
     def sync(self, assigned: set[int], items, partition_of) -> None:
         """assigned: the partitions owned now; items(): (person, state) of the table (read only when a
@@ -145,10 +158,8 @@ class HeldPeople:
         new = assigned - self.partitions
         if new:
             for person, state in items():
-                if state and state.get("pending"):
-                    p = partition_of(person)
-                    if p in new:
-                        self.by_partition.setdefault(p, set()).add(person)
+                if state and partition_of(person) in new:
+                    self.update(person, partition_of(person), state)
         self.partitions = set(assigned)
 
     def update(self, person: str, partition: int, state: dict) -> None:
@@ -157,6 +168,25 @@ class HeldPeople:
             people.add(person)
         else:
             people.discard(person)
+        prefix = _tick_prefix()
+        for entry in state.get("recent") or ():
+            released_by = entry[3] if len(entry) > 3 else None
+            if released_by and released_by.startswith(prefix):
+                self.by_tick.setdefault(released_by, set()).add(person)
+                self._prune(released_by)
 
     def due(self, partition: int) -> list[str]:
         return sorted(self.by_partition.get(partition, ()))
+
+    def released_by(self, tick_source: str) -> list[str]:
+        """People whose remembered moments this tick released (a redelivered tick re-emits them)."""
+        return sorted(self.by_tick.get(tick_source, ()))
+
+    def _prune(self, newest: str) -> None:
+        _topic, p, o = newest.rsplit(":", 2)
+        if len(self.by_tick) <= TICKS_KEPT * max(len(self.partitions), 1):
+            return
+        for src in list(self.by_tick):
+            _t, sp, so = src.rsplit(":", 2)
+            if sp == p and int(so) < int(o) - TICKS_KEPT:
+                del self.by_tick[src]

@@ -60,14 +60,14 @@ def load_state(value: bytes | None) -> dict | None:
     return orjson.loads(value) if value else None
 
 
-def _save(person: str, state: dict, partition: int) -> None:
+def _save(person: str, state: dict, partition: int):
     """A table write to the changelog partition of the person's records: in a micro-batch the
     "current event" Faust would use is the batch's last one, which may be another partition's.
     The table holds the JSON bytes, not the dict: ~4x less worker memory per person (measured in
     bench/stream.py), and Faust sends them to the changelog as they are."""
     value = orjson.dumps(state)
     person_states.data[person] = value
-    person_states.send_changelog(partition, person, value)
+    return person_states.send_changelog(partition, person, value)  # a future of the broker's ack
 
 
 @app.agent(uploads_and_ticks)
@@ -82,14 +82,19 @@ async def process(stream):
         by_person: dict[str, list[Arrival]] = {}
         partition: dict[str, int] = {}
         stream_time: dict[int, float] = {}  # per partition: the newest record time, or now on a caught-up tick
+        ticks: dict[str, str] = {}  # person -> the tick record that made us look at them
         for ev in events:
             m = ev.message
             if m.topic == TICKS:
+                source = f"{m.topic}:{m.partition}:{m.offset}"
+                people = held.released_by(source)  # a redelivered tick: what it released, again
                 if await caught_up(m.partition):  # else the held moments' partners may be in the backlog
                     stream_time[m.partition] = max(stream_time.get(m.partition, 0.0), now)
-                    for person in held.due(m.partition):
-                        by_person.setdefault(person, [])
-                        partition.setdefault(person, m.partition)
+                    people = [*people, *held.due(m.partition)]
+                for person in people:
+                    by_person.setdefault(person, [])
+                    partition.setdefault(person, m.partition)
+                    ticks.setdefault(person, source)
                 continue
             person = _key(m.key)
             by_person.setdefault(person, []).append(
@@ -98,26 +103,24 @@ async def process(stream):
             stream_time[m.partition] = max(stream_time.get(m.partition, 0.0), m.timestamp)
             last_offset[m.partition] = m.offset
         out = chain.run(by_person, lambda k: load_state(person_states.data.get(k)), live_snapshot.refresh(),
-                        now={p: stream_time.get(partition[p]) for p in by_person})
-        sent = []
-        for row in out.features:
-            sent.append(await state_features.send(key=row["user_id"].encode(), value=row))
-        for scored in out.scored:
-            sent.append(await osr_scores.send(key=scored["user_id"].encode(), value=scored))
-        for decision in out.decisions:
-            sent.append(await tuner_decisions.send(key=decision["user_id"].encode(), value=decision))
-        for note in out.approved:
-            sent.append(await push_approved.send(key=note["user_id"].encode(), value=note))
-        for dead in out.dead:
-            sent.append(await sensor_deadletter.send(key=None, value=dead))
-        # Results first, state after: a person's new state is logged only once the broker has every
-        # result of the batch. A crash in between replays the batch from the old state (the same
-        # results again, which every reader keys by moment); the other order could log a state whose
-        # moments were released (by a tick, or by the person's next moment) but never published.
-        await asyncio.gather(*sent)
+                        now={p: stream_time.get(partition[p]) for p in by_person}, ticks=ticks)
+        # State first, durably; results after. A crash in between replays the batch's records onto the
+        # logged state, which re-emits what they released (pipelines.filtering.stage, "Redelivery"),
+        # so nothing released is lost and nothing is decided twice (the tuner's memory is in the state).
+        logged = [_save(person, state, partition[person]) for person, state in out.states.items()]
+        await asyncio.gather(*logged)
         for person, state in out.states.items():
-            _save(person, state, partition[person])
             held.update(person, partition[person], state)
+        for row in out.features:
+            await state_features.send(key=row["user_id"].encode(), value=row)
+        for scored in out.scored:
+            await osr_scores.send(key=scored["user_id"].encode(), value=scored)
+        for decision in out.decisions:
+            await tuner_decisions.send(key=decision["user_id"].encode(), value=decision)
+        for note in out.approved:
+            await push_approved.send(key=note["user_id"].encode(), value=note)
+        for dead in out.dead:
+            await sensor_deadletter.send(key=None, value=dead)
 
 
 @app.timer(float(config.get("OSR_TICK_S")))

@@ -156,8 +156,8 @@ def changelog():
 
         def fake_send_changelog(partition, key, value, key_serializer=None, value_serializer=None, _log=log):
             _log.append((partition, key, value))
-            fut = MagicMock(name="FutureMessage")
-            fut.message.partition = partition if partition is not None else 0
+            fut = asyncio.get_running_loop().create_future()  # a FutureMessage, acked by the broker at once
+            fut.set_result(None)
             return fut
 
         patches.append(patch.object(table, "send_changelog", side_effect=fake_send_changelog))

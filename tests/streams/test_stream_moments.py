@@ -101,9 +101,10 @@ async def test_phone_and_watch_become_one_moment_one_score_one_decision(order, o
     # the person's state: nothing waits, the moment is remembered with both uploads' sources
     state = stored(user)
     assert state["pending"] == {}
-    [(remembered, sources, _values)] = state["recent"]
+    [(remembered, sources, _values, released_by)] = state["recent"]
     assert remembered == row["event_id"]
     assert sources == {u["event_id"]: upload_record(u, k).source for k, u in enumerate(pair)}
+    assert released_by == upload_record(pair[1], 1).source  # the second device's upload completed it
     assert [(p, k) for p, k, _v in writes(changelog)] == [(partition_of(user), user)]
     assert on_the_wire(out.features) == [row]  # what the chain made is what was published
 
@@ -423,7 +424,7 @@ async def test_one_changelog_write_per_person_per_batch_on_the_persons_partition
                                                          (popular, partition_of(popular))])
     for _p, key, value in log:
         assert value is topics.person_states.data[key]  # what the table holds is what was logged
-        assert [m for m, _s, _r in moments.load_state(value)["recent"]] == [mid(moment(uploads, key, k)[0]) for k in (0, 1)]
+        assert [m for m, *_rest in moments.load_state(value)["recent"]] == [mid(moment(uploads, key, k)[0]) for k in (0, 1)]
 
 
 # --- the agent never stops -------------------------------------------------------------------------------------
@@ -452,10 +453,10 @@ async def test_the_agent_never_dies_on_bad_input_between_good_input(outbox, live
     assert [r["event_id"] for r in values(outbox, "state_features")] == [mid(phone), mid(phone2)]
 
 
-async def test_a_persons_state_is_logged_only_after_the_broker_acked_the_batchs_results(
+async def test_results_are_published_only_after_the_persons_state_is_logged(
         outbox, changelog, live, uploads, people, monkeypatch):
-    """Results first, state after: until every send of the micro-batch is acknowledged, the person's new
-    state is neither logged nor in the table (a crash then replays the batch from the old state)."""
+    """State first, results after: until the broker acknowledged the person's new state, none of the
+    batch's results is sent (a crash then replays the records onto the logged state, which re-emits)."""
     import asyncio
 
     from agent_harness import _put, wait_until
@@ -464,23 +465,57 @@ async def test_a_persons_state_is_logged_only_after_the_broker_acked_the_batchs_
     phone, watch = moment(uploads, user)
     pending: list[asyncio.Future] = []
 
-    def unacked(*_a, **_k):
+    def unacked(partition, key, value, key_serializer=None, value_serializer=None):
+        changelog[topics.person_states.name].append((partition, key, value))
         fut = asyncio.get_running_loop().create_future()
         pending.append(fut)
         return fut
 
-    for mock in outbox.values():
-        mock.side_effect = unacked
+    monkeypatch.setattr(topics.person_states, "send_changelog", unacked)
     monkeypatch.setattr(moments, "BATCH", 2)
     monkeypatch.setattr(moments, "WITHIN_S", 3600.0)
     async with moments.process.test_context() as agent:
         for rec in (upload_record(phone, 0), upload_record(watch, 1)):
             await _put(agent, rec)
-        await wait_until(lambda: len(pending) >= 3, what="the batch's feature row, scores and decision sent")
+        await wait_until(lambda: pending, what="the state logged")
         await asyncio.sleep(0.05)
-        assert writes(changelog) == [] and user not in topics.person_states.data
+        assert sum(m.await_count for m in outbox.values()) == 0  # nothing published before the ack
         for fut in pending:
             fut.set_result(None)
-        await wait_until(lambda: writes(changelog), what="the state logged after the acks")
-    assert [k for _p, k, _v in writes(changelog)] == [user]
-    assert stored(user)["recent"][-1][0] == mid(phone)
+        await wait_until(lambda: outbox["tuner_decisions"].await_count == 1, what="the results after the ack")
+    assert [r["event_id"] for r in values(outbox, "state_features")] == [mid(phone)]
+
+
+async def test_a_redelivered_tick_re_emits_the_moment_it_released(outbox, changelog, live, uploads, people, clock,
+                                                                  monkeypatch):
+    """A moment released by a tick (its other device never came) is re-emitted when that tick record is
+    delivered again after a crash: the state was logged, the results may not have been published."""
+    user = people["known"]
+    phone, _watch = moment(uploads, user)
+    await run_batch([upload_record(phone, 0)], outbox, monkeypatch)
+    clock.now += moments.chain.hold_s
+    tick = tick_record(partition_of(user), 7)
+    await run_batch([tick], outbox, monkeypatch)
+    [row] = values(outbox, "state_features")
+    [decision] = values(outbox, "tuner_decisions")
+    state = stored(user)
+    monkeypatch.setattr(moments, "held", HeldPeople())  # the restarted worker: only the table survived
+    await run_batch([tick], outbox, monkeypatch)  # the same tick record again
+    assert values(outbox, "state_features") == [row, row]
+    assert values(outbox, "tuner_decisions") == [decision, decision]  # recalled, not decided again
+    assert stored(user) == state
+
+
+async def test_a_redelivered_upload_re_emits_the_earlier_moment_it_released(outbox, live, uploads, people,
+                                                                            monkeypatch):
+    """The person's next upload released a held moment; delivered again, it re-emits that moment too."""
+    user = people["known"]
+    phone, _watch = moment(uploads, user)
+    phone2, _watch2 = moment(uploads, user, 1)
+    await run_batch([upload_record(phone, 0)], outbox, monkeypatch)
+    nxt = upload_record(phone2, 1)
+    await run_batch([nxt], outbox, monkeypatch)
+    assert [r["event_id"] for r in values(outbox, "state_features")] == [mid(phone)]  # phone2 now waits
+    await run_batch([nxt], outbox, monkeypatch)  # redelivered
+    assert [r["event_id"] for r in values(outbox, "state_features")] == [mid(phone), mid(phone)]
+    assert sent(outbox["sensor_deadletter"]) == []
