@@ -205,7 +205,10 @@ class Collector(threading.Thread):
 
     def run(self):
         while not self.stop:
-            for m in self.c.consume(500, timeout=0.05):
+            # wait for one record, then take what is there: consume(n, t) waits t for n records, which
+            # would add up to t to every latency measured here
+            first = self.c.consume(1, timeout=0.05)
+            for m in (*first, *(self.c.consume(500, timeout=0) if first else ())):
                 if m.error():
                     continue
                 now = time.time()
@@ -296,6 +299,9 @@ def latency(uploads, rate_readings: float, seconds: float) -> dict:
     worker_rss = rss_mb(pids[0])
     demo.GATEWAY.stop(60)
     stop_workers(1)
+    log_file = demo.worker_service(0).log_file
+    batch_log = [line.split("process: ", 1)[1].strip() for line in
+                 (log_file.read_text(errors="replace").splitlines() if log_file.exists() else []) if "process: " in line]
     # a moment's send time is its last upload's (the moment is complete only then)
     moment_sent: dict[str, float] = {}
     for key, _v, e in uploads[:n]:
@@ -318,7 +324,7 @@ def latency(uploads, rate_readings: float, seconds: float) -> dict:
             "p50_ms_incl_first_5s": _r(pct(n_all, 50)), "p99_ms_incl_first_5s": _r(pct(n_all, 99)),
             "decision_p50_ms": _r(pct(d_warm, 50)), "decision_p99_ms": _r(pct(d_warm, 99)),
             "stale_dropped_share": round(stale / max(len(decisions.rows), 1), 4), "gateway_pid": gw,
-            "worker_rss_mb": worker_rss}
+            "worker_rss_mb": worker_rss, "worker_batch_log": batch_log[-6:]}
 
 
 def _r(v):
@@ -333,6 +339,7 @@ def main() -> int:
     ap.add_argument("--contexts", type=int, default=8, help="streamed moments per person (default 8)")
     ap.add_argument("--rate", type=float, default=10_000, help="offered readings/s for the latency part (default 10,000)")
     ap.add_argument("--latency-s", type=float, default=40, help="seconds of offered load (default 40)")
+    ap.add_argument("--only-latency", action="store_true", help="run only the latency part (a quick check)")
     args = ap.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="osr-bench-stream-"))
@@ -343,6 +350,10 @@ def main() -> int:
         fresh_stream("setup")
         pop, uploads = prepare(args.users, args.contexts)
         say(f"{len(uploads)} uploads ({len(uploads) * READINGS} readings) from {args.users} people")
+        if args.only_latency:
+            lat = latency(uploads, args.rate, args.latency_s)
+            print(json.dumps({"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"], "stages": {"latency": lat}}))
+            return 0
         chain = bench_chain(uploads)
         say(f"chain in-process: {chain['uploads_per_s']} uploads/s, per upload {chain['us_per_upload']} us")
         fresh_stream(f"r{uuid.uuid4().hex[:4]}")

@@ -39,6 +39,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OSR_STREAM_WITHIN_S": ("0.01", "longest a micro-batch waits to fill before it is processed (adds at most this to the latency)"),
     "OSR_CONSUMER_FETCH_WAIT_MS": ("10", "the worker consumer's fetch.max.wait (Faust hard-codes 1500 ms, which adds up to 1.5 s per hop under load)"),
     "OSR_MOMENT_HOLD_S": ("2", "seconds a moment waits for the rest of a person's devices before it is fused with the devices that reported"),
+    "OSR_STREAM_LOG_S": ("10", "seconds between a worker's log lines on what its micro-batches cost (records per batch, chain, state ack, publish)"),
     "OSR_TICK_S": ("0.5", "seconds between a worker's ticks (they release moments held past OSR_MOMENT_HOLD_S on quiet partitions)"),
     "OSR_SNAPSHOT_POLL_S": ("5", "seconds between a worker's checks of the LIVE pointer (announcements on control.models reload at once)"),
     "OSR_TUNER_RULES_POLL_S": ("2", "seconds between a worker's reads of the tuner rules' version in the store (`osr tuner set` reaches running workers without a restart)"),

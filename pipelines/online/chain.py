@@ -190,3 +190,33 @@ class HeldPeople:
             _t, sp, so = src.rsplit(":", 2)
             if sp == p and int(so) < int(o) - TICKS_KEPT:
                 del self.by_tick[src]
+
+
+class BatchTiming:
+    """What the process agent's micro-batches cost, summed between two reports (an operator's view:
+    records per batch, the chain, waiting for the state's ack, publishing the results)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.batches = self.records = self.moments = 0
+        self.chain_s = self.state_ack_s = self.publish_s = 0.0
+
+    def add(self, records: int, moments: int, chain_s: float, state_ack_s: float, publish_s: float) -> None:
+        self.batches += 1
+        self.records += records
+        self.moments += moments
+        self.chain_s += chain_s
+        self.state_ack_s += state_ack_s
+        self.publish_s += publish_s
+
+    def report(self) -> str | None:
+        if not self.batches:
+            return None
+        b = self.batches
+        line = (f"{b} batches, {self.records} records ({self.records / b:.1f}/batch), {self.moments} moments; "
+                f"per batch: chain {1000 * self.chain_s / b:.1f} ms, state ack {1000 * self.state_ack_s / b:.1f} ms, "
+                f"publish {1000 * self.publish_s / b:.1f} ms")
+        self.reset()
+        return line

@@ -9,6 +9,7 @@ upload in and once per published result, and each person's state is written once
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import orjson
@@ -17,15 +18,17 @@ from pipelines import config
 from pipelines.contracts import TOPICS
 from pipelines.filtering.stage import Arrival
 from pipelines.ingest.kafka_clients import partition_for_key
-from pipelines.online.chain import Chain, HeldPeople
+from pipelines.online.chain import BatchTiming, Chain, HeldPeople
 from pipelines.online.tuner import TunerStage
 from pipelines.online.tuner_rules import RulesFollower
 from streams.app import app
 from streams.topics import (PARTITIONS, live_snapshot, osr_scores, person_states, push_approved, sensor_deadletter,
                             state_features, stream_ticks, tuner_decisions, uploads_and_ticks)
 
+log = logging.getLogger(__name__)
 rules = RulesFollower()  # `osr tuner set` reaches running workers through the store, no restart
 chain = Chain(TunerStage(rules=rules), hold_s=float(config.get("OSR_MOMENT_HOLD_S")))
+timing = BatchTiming()  # logged every OSR_STREAM_LOG_S: what a batch costs, where
 held = HeldPeople()
 BATCH = int(config.get("OSR_STREAM_BATCH"))
 WITHIN_S = float(config.get("OSR_STREAM_WITHIN_S"))
@@ -102,13 +105,16 @@ async def process(stream):
             partition[person] = m.partition
             stream_time[m.partition] = max(stream_time.get(m.partition, 0.0), m.timestamp)
             last_offset[m.partition] = m.offset
+        t0 = time.perf_counter()
         out = chain.run(by_person, lambda k: load_state(person_states.data.get(k)), live_snapshot.refresh(),
                         now={p: stream_time.get(partition[p]) for p in by_person}, ticks=ticks)
+        t1 = time.perf_counter()
         # State first, durably; results after. A crash in between replays the batch's records onto the
         # logged state, which re-emits what they released (pipelines.filtering.stage, "Redelivery"),
         # so nothing released is lost and nothing is decided twice (the tuner's memory is in the state).
         logged = [_save(person, state, partition[person]) for person, state in out.states.items()]
         await asyncio.gather(*logged)
+        t2 = time.perf_counter()
         for person, state in out.states.items():
             held.update(person, partition[person], state)
         for row in out.features:
@@ -121,6 +127,7 @@ async def process(stream):
             await push_approved.send(key=note["user_id"].encode(), value=note)
         for dead in out.dead:
             await sensor_deadletter.send(key=None, value=dead)
+        timing.add(len(events), len(out.decisions), t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 
 @app.timer(float(config.get("OSR_TICK_S")))
@@ -136,3 +143,10 @@ async def tick() -> None:
 async def follow_tuner_rules() -> None:
     """Re-read the tuner rules when their version moved (a blocking store read, so in a thread)."""
     await asyncio.get_running_loop().run_in_executor(None, rules.refresh)
+
+
+@app.timer(float(config.get("OSR_STREAM_LOG_S")))
+async def log_batch_timing() -> None:
+    line = timing.report()
+    if line:
+        log.info("process: %s", line)
