@@ -21,16 +21,15 @@ from pipelines.contracts import TOPICS
 READINGS_KEY = "ts"
 
 
-def read_with_timestamps(topic: str, fields: tuple[str, ...], timeout: float = 60.0,
-                         isolation: str = "read_committed") -> list[tuple[float, dict]]:
-    """(record timestamp in s, the chosen fields of its JSON value) for every record of `topic`;
-    records that are not JSON objects are skipped (they were dead-lettered by the stream)."""
+def read_records(topic: str, timeout: float = 60.0, isolation: str = "read_committed") -> list[tuple[float, object]]:
+    """(record timestamp in s, decoded JSON value or None when it is not JSON) of every record of
+    `topic`, read with a group of its own from the beginning to the end."""
     from confluent_kafka import Consumer, TopicPartition
 
     from pipelines.ingest.kafka_clients import consumer_config
 
     c = Consumer(consumer_config(f"figures-{uuid.uuid4().hex[:8]}", **{"isolation.level": isolation}))
-    out: list[tuple[float, dict]] = []
+    out: list[tuple[float, object]] = []
     try:
         parts = c.list_topics(topic, timeout=timeout).topics[topic].partitions
         ends = {}
@@ -51,12 +50,19 @@ def read_with_timestamps(topic: str, fields: tuple[str, ...], timeout: float = 6
                 try:
                     v = orjson.loads(m.value())
                 except orjson.JSONDecodeError:
-                    continue
-                if isinstance(v, dict):
-                    out.append((m.timestamp()[1] / 1000.0, {f: v.get(f) for f in fields}))
+                    v = None
+                out.append((m.timestamp()[1] / 1000.0, v))
         return out
     finally:
         c.close()
+
+
+def read_with_timestamps(topic: str, fields: tuple[str, ...], timeout: float = 60.0,
+                         isolation: str = "read_committed") -> list[tuple[float, dict]]:
+    """(record timestamp in s, the chosen fields of its JSON value) for every record of `topic` that
+    is a JSON object (others were dead-lettered by the stream)."""
+    return [(ts, {f: v.get(f) for f in fields}) for ts, v in read_records(topic, timeout, isolation)
+            if isinstance(v, dict)]
 
 
 def _pct(values: list[float], q: float) -> float | None:
