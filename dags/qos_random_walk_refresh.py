@@ -1,11 +1,12 @@
 """
 ### qos_random_walk_refresh
 
-Refreshes the QoS predictions behind service recommendation: the location-aware
-random-walk model (HL-RW by default; UL-RW, SL-RW or a baseline by parameter) is fitted
-on every stored observation, and the predicted response time / throughput of each
-(user, service) pair not invoked yet lands in `qos.predictions`, with each user's best
-`top` services in `qos.recommendations`.
+Refreshes the QoS predictions behind service recommendation. Each run **chooses its model**:
+the candidates (by default the paper's HL-RW, the tuned HL-RW, UIPCC and LACF) are fitted on
+the stored observations less a held-out share and scored on it; the lowest MAE wins, is refitted
+on everything, and the predicted response time / throughput of each (user, service) pair not
+invoked yet lands in `qos.predictions`, with each user's best `top` services in
+`qos.recommendations` and every candidate's score in `qos.model_choice`.
 
 Steps (each one `pipelines.qos.refresh` function; matrices travel as files under
 OSR_HOME/qos/<run_id>/, only `publish` writes to the store):
@@ -13,10 +14,10 @@ OSR_HOME/qos/<run_id>/, only `publish` writes to the store):
 1. **snapshot** - copy `qos.observations` (one metric) and the node tables out of the store;
 2. **gate** - Great Expectations on the observations (ids in range, metric and value
    ranges, one row per pair); the run stops here when they fail;
-3. **fit_predict** - score a fit without `holdout` of the observations, then fit on all and
-   predict every pair;
-4. **publish** - replace the metric's predictions and recommendations; record the run in
-   `qos.runs`.
+3. **choose_model** - validate each candidate on the same held-out observations;
+4. **fit_predict** - refit the chosen model on all observations and predict every pair;
+5. **publish** - replace the metric's predictions and recommendations; record the run in
+   `qos.runs` and the comparison in `qos.model_choice`.
 
 Load observations first with `osr qos ingest --matrix ...`.
 """
@@ -38,13 +39,17 @@ from pipelines.qos import refresh
     **DAG_DEFAULTS,
     params={
         "metric": Param("rt", enum=["rt", "tp"], description="response time or throughput"),
-        "model": Param("HL-RW", type="string", description="HL-RW, UL-RW, SL-RW, a baseline, or <RW model>-noloc"),
-        "k": Param(10, type="integer", minimum=1, maximum=127, description="neighbours per predicted cell (K)"),
-        "lam": Param(0.2, type="number", minimum=0, maximum=1, description="HL-RW weight of the user side (lambda)"),
-        "alpha": Param(0.85, type="number", exclusiveMinimum=0, exclusiveMaximum=1,
-                       description="walk continuation probability (alpha)"),
-        "holdout": Param(0.1, type="number", minimum=0, maximum=0.5,
-                         description="share of observations held out to score the run (1 - training density)"),
+        "candidates": Param(",".join(refresh.DEFAULT_CANDIDATES), type="string",
+                            description="comma-separated models to validate (HL-RW-paper, HL-RW-tuned, UIPCC, LACF, "
+                                        "UPCC, IPCC, MF, UL-RW-paper, ...); the best on held-out cells is published"),
+        "k": Param(None, type=["null", "integer"], minimum=1, maximum=127,
+                   description="neighbours per predicted cell (K); empty: each model's own (paper 5, tuned 10)"),
+        "lam": Param(None, type=["null", "number"], minimum=0, maximum=1,
+                     description="HL-RW weight of the user side; empty: each model's own"),
+        "alpha": Param(None, type=["null", "number"], exclusiveMinimum=0, exclusiveMaximum=1,
+                       description="walk continuation probability; empty: 0.85"),
+        "holdout": Param(0.1, type="number", exclusiveMinimum=0, maximum=0.5,
+                         description="share of observations held out to compare the candidates"),
         "top": Param(10, type="integer", minimum=1, description="recommendations per user"),
     },
 )
@@ -58,16 +63,21 @@ def qos_random_walk_refresh():
         return refresh.gate(snap)
 
     @task
+    def choose_model(snap: dict, **context) -> dict:
+        p = context["params"]
+        return refresh.choose_model(snap, p["candidates"].split(","), holdout=p["holdout"], k=p["k"],
+                                    lam=p["lam"], alpha=p["alpha"])
+
+    @task
     def fit_predict(snap: dict, **context) -> dict:
         p = context["params"]
-        return refresh.fit_predict(snap, model=p["model"], k=p["k"], lam=p["lam"], alpha=p["alpha"],
-                                   holdout=p["holdout"])
+        return refresh.fit_predict(snap, k=p["k"], lam=p["lam"], alpha=p["alpha"], holdout=p["holdout"])
 
     @task
     def publish(fit: dict, **context) -> dict:
         return refresh.publish(fit, top=context["params"]["top"])
 
-    publish(fit_predict(gate(snapshot())))
+    publish(fit_predict(choose_model(gate(snapshot()))))
 
 
 qos_random_walk_refresh()

@@ -19,21 +19,38 @@ where D - alpha A is symmetric positive definite (strictly diagonally dominant):
 Cholesky factorisation and its inverse (LAPACK potrf + potri), about n^3 flops. Otherwise
 an LU solve of the general system (about 2.7 n^3 flops). Columns of P* sum to 1 either way.
 
-Final similarity (our reading of Eqs. 15-17; the paper's text was not at hand offline):
+Eqs. 9-12 (extracted text garbled: "akMk1P0M.vT") are read as the per-node form of one step
+of the walk with restart, Eq. 13: P_k = (1 - alpha) P0 + alpha M^T P_{k-1}; the paper itself
+derives Eq. 13 from Eq. 12 and solves Eq. 14 in closed form, so Eq. 14 is what is computed
+(the alpha^k M^(k-1) reading of Eq. 10 is not a probability distribution and does not lead to
+Eq. 13; iterating Eq. 13 converges to Eq. 14, which a test checks).
 
-    Eq. 15  r(u,v)    = P*(v | u) / max_{w != u} P*(w | u) * max_w s(u,w)
-            (the walk's visiting probability of v from u, rescaled to u's own similarity
-            scale so that it can be mixed with s; the start node itself is excluded)
-    Eq. 16  phi(u,v)  = min(|I_uv|, theta) / theta
-            (how much the direct measurement can be trusted: theta co-invoked services
-            or more -> fully; none -> not at all)
-    Eq. 17  s*(u,v)   = phi(u,v) * s(u,v) + (1 - phi(u,v)) * r(u,v)
+Final similarity, the paper (Eqs. 15-17; "P*_uv: u the start node, visiting v"):
 
-so pairs with little or no co-invocation borrow the walk's evidence of indirect
-similarity, and well-measured pairs keep their direct similarity.
+    Eq. 15  phi_u     = 1/|adj(u)| * sum_{u' in adj(u)} sim(u,u') / P*_uu'
+    Eq. 17  sim*(u,v) = (phi_u * P*_uv + phi_v * P*_vu) / 2
+
+adj(u) = the nodes with an edge to u (direct similarity > 0). The fraction bar of Eq. 15 is
+lost in the extracted text; the prose says "phi_u represents the *average ratio* of the direct
+similarity to the visiting probability", so the ratio is taken (``phi_form="ratio"``;
+``"product"`` is the other reading). phi_u puts u's visiting probabilities back on the scale of
+its direct similarities; sim* is built from the walk alone and is symmetric.
+
+Final similarity, the tuned model (``final_form="trust"``, not the paper's):
+
+    r(u,v)    = P*(v | u) / max_{w != u} P*(w | u) * max_w s(u,w)
+    phi(u,v)  = min(|I_uv|, theta) / theta
+    s*(u,v)   = phi(u,v) * s(u,v) + (1 - phi(u,v)) * r(u,v)
+
+so pairs with little or no co-invocation borrow the walk's evidence and well-measured pairs
+keep their direct similarity. With theta = 2 and pairs that all share >= 2 co-invoked
+columns (users at full size) s* = s: the walk, and with it omega, then changes nothing.
+``final_form="direct"`` (s* = s, no walk) is the ablation's "walk off".
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from scipy.linalg import lapack
@@ -118,11 +135,11 @@ def visiting_probabilities_general(m: np.ndarray, alpha: float = 0.85, dtype=np.
 def _single_blas_thread():
     """OpenBLAS's threaded potrf/potri scale poorly and stall when the cores are shared (measured here:
     2.8 s on one thread vs 5-7 s on two, for n = 5,825 under load), so the factorisation runs on one
-    thread -- which also leaves the other core to HL-RW's user side."""
+    thread -- which also leaves the other core to HL-RW's user side. OSR_QOS_WALK_THREADS=N allows N."""
     try:
         from threadpoolctl import threadpool_limits
 
-        return threadpool_limits(limits=1, user_api="blas")
+        return threadpool_limits(limits=int(os.environ.get("OSR_QOS_WALK_THREADS", "1")), user_api="blas")
     except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
         from contextlib import nullcontext
 
@@ -189,3 +206,91 @@ def final_similarity(direct: np.ndarray, walk: np.ndarray, phi: np.ndarray, inpl
     out += walk
     np.fill_diagonal(out, 0.0)
     return out
+
+
+PHI_FORMS = ("ratio", "product")
+
+
+def paper_similarity(p_star: np.ndarray, direct: np.ndarray, phi_form: str = "ratio",
+                     inplace: bool = False) -> np.ndarray:
+    """Eqs. 15-17: sim*(u,v) = (phi_u P*_uv + phi_v P*_vu) / 2, phi_u = mean over adj(u) of s(u,u') / P*_uu'.
+
+    p_star: columns = start nodes (as visiting_probabilities returns it), so P*_uv = p_star[v, u];
+    direct: the direct similarity s (adjacency: s > 0). 0 on the diagonal; a node without edges
+    gets phi = 0. inplace reuses P*'s memory (its transpose must be C-ordered).
+    """
+    if phi_form not in PHI_FORMS:
+        raise ValueError(f"phi_form {phi_form!r}: use one of {', '.join(PHI_FORMS)}")
+    r = p_star.T  # r[u, v] = P*_uv
+    if not (inplace and r.flags.c_contiguous):
+        r = np.array(r, order="C")
+    d = np.array(direct, dtype=r.dtype, order="C")
+    np.fill_diagonal(d, 0.0)
+    np.maximum(d, 0.0, out=d)
+    deg = np.count_nonzero(d, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if phi_form == "ratio":  # s / P* where s > 0 (an edge implies P* > 0; checked below)
+            np.divide(d, r, out=d, where=d > 0)
+        else:
+            d *= r
+    total = d.sum(axis=1, dtype=np.float64)
+    del d
+    if not np.isfinite(total).all():
+        raise FloatingPointError("Eq. 15: an edge with zero visiting probability")
+    phi = np.where(deg > 0, total / np.maximum(deg, 1), 0.0).astype(r.dtype)
+    r *= phi[:, None]
+    out = np.add(r, r.T)
+    out *= 0.5
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def green(a: np.ndarray, alpha: float = 0.85, dtype=np.float64, overwrite: bool = False):
+    """(G, d) with G = (D - alpha A)^-1 for symmetric weights `a` whose nodes all have an edge, else None.
+
+    P* is (1 - alpha) D G, i.e. P*_uv (start u, visit v) = (1 - alpha) d_v G_uv; paper_similarity_green
+    works on G directly, which spares the column scaling and the transposes of the P* route.
+    """
+    a = a.astype(dtype, copy=not (overwrite and a.dtype == dtype and a.flags.c_contiguous))
+    np.fill_diagonal(a, 0.0)
+    d = a.sum(axis=1)
+    if not (d > 0).all():
+        return None
+    a *= -alpha
+    a[np.diag_indices_from(a)] = d
+    return _spd_inverse(a), d
+
+
+def paper_similarity_green(g: np.ndarray, d: np.ndarray, direct: np.ndarray, alpha: float = 0.85,
+                           phi_form: str = "ratio") -> np.ndarray:
+    """Eqs. 15-17 from G (see green): equal to paper_similarity on P* = (1 - alpha) D G, in G's memory.
+
+    phi_u = 1/|adj(u)| sum_v s_uv / ((1 - alpha) d_v G_uv)  (ratio; product: s_uv (1 - alpha) d_v G_uv)
+    sim*(u, v) = (1 - alpha)/2 * G_uv * (phi_u d_v + phi_v d_u)
+    """
+    if phi_form not in PHI_FORMS:
+        raise ValueError(f"phi_form {phi_form!r}: use one of {', '.join(PHI_FORMS)}")
+    s = np.array(direct, dtype=g.dtype, order="C")
+    np.fill_diagonal(s, 0.0)
+    np.maximum(s, 0.0, out=s)
+    deg = np.count_nonzero(s, axis=1)
+    scale = (1.0 - alpha) * d
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if phi_form == "ratio":
+            np.divide(s, g, out=s, where=s > 0)
+            total = s @ (1.0 / scale).astype(g.dtype)
+        else:
+            s *= g
+            total = s @ scale.astype(g.dtype)
+    del s
+    total = total.astype(np.float64)
+    if not np.isfinite(total).all():
+        raise FloatingPointError("Eq. 15: an edge with zero visiting probability")
+    phi = np.where(deg > 0, total / np.maximum(deg, 1), 0.0)
+    phi, d = phi.astype(g.dtype), d.astype(g.dtype)
+    w = np.multiply.outer(phi, d)
+    w += np.multiply.outer(d, phi)  # (phi_u d_v + phi_v d_u), no transposed read
+    w *= 0.5 * (1.0 - alpha)
+    g *= w
+    np.fill_diagonal(g, 0.0)
+    return g

@@ -1,6 +1,12 @@
 """The steps of the `qos_random_walk_refresh` DAG, each one plain function (the DAG file stays thin).
 
-    snapshot_observations -> gate -> fit_predict -> publish
+    snapshot_observations -> gate -> choose_model -> fit_predict -> publish
+
+choose_model fits every candidate (by default the paper's HL-RW, the tuned HL-RW, UIPCC and
+LACF) on the same observations less a held-out share, scores each on the held-out cells and
+picks the lowest MAE; fit_predict refits the winner on everything; publish writes the
+predictions and the whole comparison (qos.model_choice). Which model is best depends on the
+density and the metric (see the README's tables), so each run decides on its own data.
 
 Steps hand each other small JSON-able dicts (paths, counts): the matrices travel as files
 under OSR_HOME/qos/<run_id>/, and only `publish` writes to the store (DuckLake: it may run
@@ -101,38 +107,90 @@ def _snapshot_data(snapshot: dict) -> qdata.QoSData:
     return qdata.QoSData(values=values, users=users, services=services, metric=snapshot["metric"])
 
 
-def fit_predict(snapshot: dict, model: str = "HL-RW", k: int = 10, lam: float | None = None,
-                alpha: float | None = None, holdout: float = 0.1, seed: int = 0) -> dict:
-    """Step 3: fit on all observations, predict every pair; also score a fit without `holdout` of them."""
-    d = _snapshot_data(snapshot)
+DEFAULT_CANDIDATES = ("HL-RW-paper", "HL-RW-tuned", "UIPCC", "LACF")
+
+
+def _config(k: int | None, lam: float | None, alpha: float | None) -> RWConfig:
+    """Overrides on top of each model's own preset (fields left None keep the preset's value)."""
     cfg = RWConfig()
-    cfg = replace(cfg, k=k, lam=cfg.lam if lam is None else lam, alpha=cfg.alpha if alpha is None else alpha)
+    return replace(cfg, k=cfg.k if k is None else k, lam=cfg.lam if lam is None else lam,
+                   alpha=cfg.alpha if alpha is None else alpha)
+
+
+def _held_out(observed: np.ndarray, holdout: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cells = np.flatnonzero(observed)
+    return rng.choice(cells, size=max(1, int(len(cells) * holdout)), replace=False)
+
+
+def _score(d: qdata.QoSData, model: str, cfg: RWConfig, held: np.ndarray) -> dict:
+    train = d.values.copy().ravel()
+    train[held] = np.nan
+    t0 = time.perf_counter()
+    pred = make(model, cfg).fit_predict(replace(d, values=train.reshape(d.shape)))
+    seconds = time.perf_counter() - t0
+    actual, p = d.values.ravel()[held], pred.ravel()[held]
+    return {"model": model, "mae": evaluate.mae(p, actual), "nmae": evaluate.nmae(p, actual),
+            "seconds": round(seconds, 3)}
+
+
+def choose_model(snapshot: dict, candidates: list[str] | tuple[str, ...] = DEFAULT_CANDIDATES,
+                 holdout: float = 0.1, seed: int = 0, k: int | None = None, lam: float | None = None,
+                 alpha: float | None = None) -> dict:
+    """Step 3: validate every candidate on the same held-out observations; the lowest MAE is chosen."""
+    candidates = [c.strip() for c in candidates if c and c.strip()]
+    if not candidates:
+        raise ValueError("choose_model: no candidate models")
+    for c in candidates:
+        make(c)  # unknown names fail here, before any fit
+    if not 0.0 < holdout < 1.0:
+        raise ValueError("holdout must be in (0, 1)")
+    d = _snapshot_data(snapshot)
+    observed = ~np.isnan(d.values)
+    if observed.sum() < 20:
+        raise ValueError(f"choose_model: {int(observed.sum())} observations, need at least 20 to hold some out")
+    held = _held_out(observed, holdout, seed)
+    cfg = _config(k, lam, alpha)
+    rows = [_score(d, c, cfg, held) for c in candidates]
+    best = min(rows, key=lambda r: r["mae"])
+    choice = {"chosen": best["model"], "holdout": holdout, "cells": int(len(held)), "seed": seed,
+              "candidates": rows}
+    (Path(snapshot["folder"]) / "choice.json").write_text(json.dumps(choice, indent=2))
+    return {**snapshot, "choice": choice}
+
+
+def fit_predict(snapshot: dict, model: str | None = None, k: int | None = None, lam: float | None = None,
+                alpha: float | None = None, holdout: float = 0.1, seed: int = 0) -> dict:
+    """Step 4: fit `model` (default: the one choose_model picked) on all observations, predict every pair.
+
+    Without a choice, also scores a fit without `holdout` of the observations.
+    """
+    d = _snapshot_data(snapshot)
+    choice = snapshot.get("choice")
+    model = model or (choice["chosen"] if choice else "HL-RW-paper")
+    cfg = _config(k, lam, alpha)
     observed = ~np.isnan(d.values)
     scores = None
-    if holdout and observed.sum() >= 20:
-        rng = np.random.default_rng(seed)
-        cells = np.flatnonzero(observed)
-        held = rng.choice(cells, size=max(1, int(len(cells) * holdout)), replace=False)
-        train = d.values.copy().ravel()
-        train[held] = np.nan
-        pred = make(model, cfg).fit_predict(replace(d, values=train.reshape(d.shape)))
-        actual = d.values.ravel()[held]
-        p = pred.ravel()[held]
-        scores = {"mae": evaluate.mae(p, actual), "nmae": evaluate.nmae(p, actual), "cells": int(len(held))}
+    if choice and any(c["model"] == model for c in choice["candidates"]):
+        c = next(c for c in choice["candidates"] if c["model"] == model)
+        scores = {"mae": c["mae"], "nmae": c["nmae"], "cells": choice["cells"]}
+    elif holdout and observed.sum() >= 20:
+        r = _score(d, model, cfg, _held_out(observed, holdout, seed))
+        scores = {"mae": r["mae"], "nmae": r["nmae"], "cells": int(round(observed.sum() * holdout))}
     t0 = time.perf_counter()
     m = make(model, cfg)
     pred = m.fit_predict(d)
     seconds = time.perf_counter() - t0
     folder = Path(snapshot["folder"])
     np.save(folder / "predictions.npy", pred)
-    meta = {**snapshot, "model": model, "params": asdict(cfg), "holdout": scores, "seconds": seconds,
+    meta = {**snapshot, "model": model, "params": asdict(m.cfg), "holdout": scores, "seconds": seconds,
             "predictions": str(folder / "predictions.npy"), "location": d.location_aware, "info": m.info}
     (folder / "fit.json").write_text(json.dumps(meta, indent=2, default=str))
     return meta
 
 
 def publish(fit: dict, top: int = 10, db_path: str | None = None) -> dict:
-    """Step 4: write predictions, top-K recommendations and the run record to the store."""
+    """Step 5: write predictions, top-K recommendations, the run record and the model comparison to the store."""
     d = _snapshot_data(fit)
     pred = np.load(fit["predictions"])
     con = connect(db_path)
@@ -141,13 +199,24 @@ def publish(fit: dict, top: int = 10, db_path: str | None = None) -> dict:
         counts = store.save_predictions(con, fit["run_id"], fit["metric"], pred, ~np.isnan(d.values), k=top)
         store.save_run(con, fit["run_id"], fit["metric"], fit["model"], fit["params"], d, fit.get("holdout"),
                        fit["seconds"])
+        if fit.get("choice"):
+            store.save_model_choice(con, fit["run_id"], fit["metric"], fit["choice"])
     finally:
         con.close()
-    return {"run_id": fit["run_id"], **counts, "holdout": fit.get("holdout")}
+    out = {"run_id": fit["run_id"], "model": fit["model"], **counts, "holdout": fit.get("holdout")}
+    if fit.get("choice"):
+        out["choice"] = {c["model"]: round(c["mae"], 4) for c in fit["choice"]["candidates"]}
+    return out
 
 
-def refresh(metric: str = "rt", model: str = "HL-RW", k: int = 10, lam: float | None = None, top: int = 10,
-            db_path: str | None = None) -> dict:
-    """All four steps in one process (what the DAG does, for the CLI and tests)."""
-    snap = snapshot_observations(metric, db_path=db_path)
-    return publish(fit_predict(gate(snap), model=model, k=k, lam=lam), top=top, db_path=db_path)
+def refresh(metric: str = "rt", model: str | None = None, k: int | None = None, lam: float | None = None,
+            top: int = 10, db_path: str | None = None, candidates: list[str] | tuple[str, ...] | None = None,
+            holdout: float = 0.1) -> dict:
+    """All the steps in one process (what the DAG does, for the CLI and tests).
+
+    With `model`, that model is published (no choice); otherwise the best of `candidates`.
+    """
+    snap = gate(snapshot_observations(metric, db_path=db_path))
+    if model is None:
+        snap = choose_model(snap, candidates or DEFAULT_CANDIDATES, holdout=holdout, k=k, lam=lam)
+    return publish(fit_predict(snap, model=model, k=k, lam=lam, holdout=holdout), top=top, db_path=db_path)

@@ -8,23 +8,31 @@ never with a Python loop over pairs:
 - ``pcc`` -- the Pearson correlation of the UPCC / IPCC / UIPCC baselines, as in the
   WS-DREAM reference code (Zheng et al., WSRec).
 
-Eq. 3 as implemented (the paper's text was not at hand offline; this is our reading
-of "direct similarity with the mean-centred penalty", every knob configurable):
+The paper's Eq. 3 (extracted text, operators lost; our reading):
 
-    I_uv   = services both u and v invoked
-    d(u,v) = sqrt( 1/|I_uv| * sum_{i in I_uv} ((q_ui - qbar_u) - (q_vi - qbar_v))^2 )
-    s(u,v) = min(|I_uv|, gamma)/gamma * 1 / (1 + d(u,v) / sigma)
+    sim(u,v) = 1 / (1 + sqrt( 1/|S_uv| * sum_{i in S_uv} ((q_ui - qbar_i) - (q_vi - qbar_i))^2 ))
 
-- mean-centred: each row's own mean qbar over all it observed is removed first, so a
-  user who is uniformly slower (a far-away user) still matches the *shape* of another;
-- the Euclidean distance is the penalty: identical deviations give 1, and the
-  similarity falls as the deviations disagree; dividing by |I_uv| (an RMS) keeps the
-  distance from growing with the number of co-invoked services;
-- sigma (default here: the standard deviation of all observed values; the RW models use
-  0.1 x that, RWConfig.sigma_scale) makes the measure unit-free, so response time (s) and
-  throughput (kbps) behave alike;
-- gamma is a significance penalty: a similarity backed by fewer than gamma co-invoked
-  services is shrunk proportionally (gamma = 1 switches it off);
+with qbar_i "the average of the QoS values received by u and v invoking i". Readings taken:
+
+- the lost operator between the two brackets is a minus (it is a distance), and the square
+  root is there ("the reciprocal of the Euclidean distance", Eq. 1 -> 2). Then
+  (q_ui - qbar_i) - (q_vi - qbar_i) = q_ui - q_vi for *any* qbar_i shared by both terms:
+  Eq. 3 equals Eq. 2 in value, whatever the centring. ``centring=False`` is that reading
+  (the paper's model); ``root=False`` drops the square root (a documented alternative);
+- Eq. 4 is the same on the transposed matrix (services as rows, users as columns).
+
+The tuned model departs from it in three switchable ways (each one an ablation row):
+
+    d(u,v) = sqrt( 1/|I_uv| * sum ((q_ui - qbar_u) - (q_vi - qbar_v))^2 )   centring=True: each row's
+                                                                            own mean over all it observed
+    s(u,v) = min(|I_uv|, gamma)/gamma * 1 / (1 + d(u,v) / sigma)             gamma > 1: significance
+                                                                            shrinkage; sigma: a unit
+
+- per-node centring: a user who is uniformly slower (far away) still matches the *shape* of another;
+- sigma (the tuned model: 0.1 x the standard deviation of the observed values) makes the measure
+  unit-free, so response time (s) and throughput (kbps) behave alike; the paper has none (sigma = 1);
+- gamma shrinks a similarity backed by fewer than gamma co-invoked services (the paper's own
+  defect 2 of Eq. 2, which its Eq. 3 as printed does not address); gamma = 1 switches it off;
 - pairs with fewer than ``min_common`` co-invoked services get 0 (no edge).
 """
 
@@ -55,13 +63,17 @@ def _pair_sums(values: np.ndarray, mask: np.ndarray, centre: np.ndarray, dtype) 
 
 def penalized_euclidean(values: np.ndarray, mask: np.ndarray, *, gamma: float = 10.0, sigma: float | None = None,
                         min_common: int = 1, dtype=np.float64, centre: np.ndarray | None = None,
-                        return_common: bool = False):
+                        return_common: bool = False, centring: bool = True, root: bool = True):
     """Eq. 3 (rows = users) / Eq. 4 (pass the transposed matrix: rows = services); 0 on the diagonal.
+
+    The paper's form: centring=False, gamma=1, sigma=1. The tuned form: the defaults with sigma given.
 
     With return_common, also the co-invocation counts |I_uv| (the random walk's Eq. 16 needs them).
     Works in place on n x n buffers: at 5,825 services each is 136 MB (float32).
     """
-    if centre is None:
+    if not centring:
+        centre = np.zeros(values.shape[0])
+    elif centre is None:
         centre = row_means(values, mask)
     if sigma is None:
         sigma = float(np.std(values[mask])) if mask.sum() > 1 else 1.0
@@ -75,18 +87,20 @@ def penalized_euclidean(values: np.ndarray, mask: np.ndarray, *, gamma: float = 
     scale = np.maximum(common, 1.0)
     scale *= sigma * sigma
     ssd /= scale  # (d / sigma)^2
-    np.sqrt(ssd, out=ssd)
+    if root:
+        np.sqrt(ssd, out=ssd)
     ssd += 1.0
     sim = np.reciprocal(ssd, out=ssd)
     if gamma and gamma > 1:
         np.minimum(common, gamma, out=scale)
         scale *= 1.0 / gamma
         sim *= scale
-    del scale
     if min_common > 1:
         sim[common < min_common] = 0.0
-    else:
-        sim[common <= 0] = 0.0
+    else:  # no co-invoked column -> 0: multiply by min(count, 1) (cheaper than a boolean scatter)
+        np.minimum(common, 1.0, out=scale)
+        sim *= scale
+    del scale
     np.fill_diagonal(sim, 0.0)
     sim = sim.astype(dtype, copy=False)
     return (sim, common) if return_common else sim

@@ -156,3 +156,13 @@ def save_predictions(con, run_id: str, metric: str, pred: np.ndarray, observed: 
 
     transaction(con, replace_metric)
     return {"predictions": len(preds), "recommendations": len(recs)}
+
+
+def save_model_choice(con, run_id: str, metric: str, choice: dict) -> int:
+    """The refresh's model comparison (sql/migrations/070): one row per candidate, the published one flagged."""
+    rows = [{"run_id": run_id, "metric": metric, "model": c["model"], "holdout_mae": c["mae"],
+             "holdout_nmae": c["nmae"], "cells": choice["cells"], "seconds": c["seconds"],
+             "chosen": c["model"] == choice["chosen"]} for c in choice["candidates"]]
+    if rows:
+        _replace_rows(con, "qos.model_choice", pd.DataFrame(rows))
+    return len(rows)

@@ -81,11 +81,11 @@ def test_eq19_and_eq20():
     mask = rng.random(v.shape) < 0.5
     train = QoSData(values=np.where(mask, v, np.nan))
     cfg = models.RWConfig(lam=0.3)
-    sl = models.make("SL-RW", cfg).fit_predict(train)
+    sl = models.make("SL-RW-tuned", cfg).fit_predict(train)
     # Eq. 19 is Eq. 18 on the transposed matrix (services are the targets)
     side = models.rw_side(train.values.T, mask.T, None, cfg)
     assert np.allclose(sl, side.pred.T)
-    hl_model = models.make("HL-RW", cfg)
+    hl_model = models.make("HL-RW-tuned", cfg)
     u, s = hl_model.sides(train)
     hl = models.hybrid(u, s, 0.3)
     both = u.has & s.has.T
@@ -189,7 +189,7 @@ def test_blend_with_mf():
     mask = rng.random(v.shape) < 0.5
     d = QoSData(values=np.where(mask, v, np.nan))
     fixed = models.make("HL-RW+MF", models.RWConfig(beta=1.0)).fit_predict(d)
-    assert np.allclose(fixed, models.make("HL-RW").fit_predict(d))
+    assert np.allclose(fixed, models.make("HL-RW-tuned").fit_predict(d))
     auto = models.make("HL-RW+MF")
     p = auto.fit_predict(d)
     assert 0.0 <= auto.info["beta"] <= 1.0 and np.isfinite(p).all()

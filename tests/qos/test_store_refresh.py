@@ -133,7 +133,8 @@ def test_dag_file_is_thin_and_loads(tmp_path, monkeypatch):
     bag = DagBag(dag_folder=str(config.PROJECT_ROOT / "dags" / "qos_random_walk_refresh.py"))
     assert not bag.import_errors
     dag = bag.dags["qos_random_walk_refresh"]
-    assert dag.task_ids == ["snapshot", "gate", "fit_predict", "publish"]
+    assert dag.task_ids == ["snapshot", "gate", "choose_model", "fit_predict", "publish"]
     assert all(t.retries >= 1 for t in dag.tasks)
-    assert {"k", "lam", "alpha", "holdout"} <= set(dag.params.keys())
+    assert {"candidates", "k", "lam", "alpha", "holdout"} <= set(dag.params.keys())
+    assert dag.params["candidates"] == ",".join(refresh.DEFAULT_CANDIDATES)
     assert "qos" in dag.tags and dag.doc_md
