@@ -6,8 +6,9 @@ the nightly batch run so the workers serve a real snapshot; a fresh topic prefix
   chain      the pure chain (pipelines.online.chain) in this process over the same uploads:
              per-stage cost per upload and its uploads/s without Kafka or Faust;
   raw        a confluent-kafka consumer reading the backlog of sensor.raw (messages/s);
-  drain_1    one worker started on that backlog: readings/s through the whole chain, measured from
-             the tuner decisions it publishes (one per moment) between the first and the last;
+  drain_1    one worker, its group settled, then the uploads as fast as the broker takes them:
+             readings/s through the whole chain, measured from the tuner decisions it publishes
+             (one per moment) from the 5 % mark to the last;
   drain_2    the same with two workers of one group (two_worker_speedup = drain_2 / drain_1);
   latency    one worker and the push gateway, uploads offered at a fixed rate (default 10,000
              readings/s); produce -> notification (read_committed, as a user's device would see it)
@@ -250,15 +251,17 @@ def rss_mb(pid: int) -> float | None:
         return None
 
 
-def drain(uploads, workers: int, moments: int) -> dict:
-    """Backlog first, then the workers: readings/s from their decisions (one per moment)."""
+def drain(uploads, workers: int, moments: int, settle_s: float = 8.0) -> dict:
+    """The workers first (their group settled, so no rebalance falls in the measurement), then the
+    uploads as fast as the broker takes them: readings/s from the decisions (one per moment)."""
     fresh_stream(f"d{workers}{uuid.uuid4().hex[:4]}")
-    produce(uploads)
     col = Collector("tuner_decisions")
     col.start()
     t_start = time.monotonic()
     pids = start_workers(workers)
-    say(f"{workers} worker(s) ready after {time.monotonic() - t_start:.1f} s; draining {len(uploads)} uploads")
+    time.sleep(settle_s)
+    say(f"{workers} worker(s) ready after {time.monotonic() - t_start:.1f} s; sending {len(uploads)} uploads")
+    produce(uploads)
     deadline = time.monotonic() + 600
     while len({r[0] for r in col.rows}) < moments and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -73,6 +73,67 @@ def score_stage(feature_rows: list[FeatureRow], snapshot) -> tuple[list[ScoredEv
     return scored, dead
 
 
+class _ItemColumns:
+    """The snapshot's item attributes as arrays, built once per snapshot: the model's item columns
+    are looked up by position instead of a DataFrame join per micro-batch."""
+
+    def __init__(self, items: pd.DataFrame, categories: dict[str, list[str]]):
+        self.index = {item: k for k, item in enumerate(items.index)}
+        self.category = items["category"].to_numpy(dtype=object)
+        self.price = pd.to_numeric(items["price"], errors="coerce").to_numpy(dtype=float)
+        self.codes = {c: _codes(items[c], categories[c]) for c in ("category", "offer_type")}
+
+
+def _codes(values, levels: list[str]) -> np.ndarray:
+    """Category codes as LightGBM sees them from a pandas Categorical with these levels (NaN = missing)."""
+    where = {v: float(k) for k, v in enumerate(levels)}
+    return np.array([where.get(v, np.nan) for v in values], dtype=float)
+
+
+def _number(v) -> float:
+    if v is None or isinstance(v, str):
+        return np.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+_ITEM_COLUMNS: dict[int, tuple[object, _ItemColumns]] = {}
+
+
+def _item_columns(snapshot) -> _ItemColumns:
+    cached = _ITEM_COLUMNS.get(id(snapshot))
+    if cached is None or cached[0] is not snapshot:
+        _ITEM_COLUMNS.clear()  # one live snapshot at a time: drop the previous one's arrays
+        cached = _ITEM_COLUMNS[id(snapshot)] = (snapshot, _ItemColumns(snapshot.items, snapshot.meta["categories"]))
+    return cached[1]
+
+
+def model_matrix(feature_rows: list[FeatureRow], snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The propensity model's input for every (feature row, candidate) as one float matrix, the same
+    values `model_frame` gives LightGBM (categoricals as their codes among the training levels), built
+    from numpy columns: pandas cost ~20 ms per micro-batch, most of a small batch's time.
+    Returns (X, item ids, preferences, item categories, candidates per row)."""
+    cands = [snapshot.topn.get(f["user_id"], snapshot.popular) for f in feature_rows]
+    sizes = np.array([len(c[0]) for c in cands], dtype=np.int64)
+    items = np.concatenate([c[0] for c in cands]).astype(object)
+    preference = np.concatenate([c[1] for c in cands]).astype(float)
+    cols = _item_columns(snapshot)
+    pos = np.array([cols.index.get(i, -1) for i in items], dtype=np.int64)
+    ok = pos >= 0
+    rep = np.repeat(np.arange(len(feature_rows)), sizes)
+    k = len(NUMERIC_FEATURES)
+    X = np.full((len(items), len(MODEL_FEATURES)), np.nan)
+    X[:, :k] = np.array([[_number(f.get(c)) for c in NUMERIC_FEATURES] for f in feature_rows], dtype=float)[rep]
+    X[:, k] = _codes([f.get("device_type") for f in feature_rows], snapshot.meta["categories"]["device_type"])[rep]
+    X[ok, k + 1] = cols.codes["category"][pos[ok]]
+    X[ok, k + 2] = cols.price[pos[ok]]
+    X[ok, k + 3] = cols.codes["offer_type"][pos[ok]]
+    category = np.where(ok, cols.category[np.where(ok, pos, 0)], np.nan)
+    return X, items, preference, category, sizes
+
+
 def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "product") -> list[ScoredEvent]:
     """Score every candidate of every feature row: one ScoredEvent per input row, in input order.
 
@@ -82,15 +143,13 @@ def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "produc
     """
     if not feature_rows:
         return []
-    df, sizes = candidates_frame(feature_rows, snapshot)
-    X = model_frame(df, snapshot.meta["categories"])
+    X, item_ids, preference, category, sizes = model_matrix(feature_rows, snapshot)
     propensity = np.asarray(snapshot.booster.predict(X, num_threads=1), dtype=float)
-    preference = df.preference.to_numpy(dtype=float)
     raw = COMBINERS[combine](preference, propensity)
     lo, hi = snapshot.raw_range
     scaled = np.clip((raw - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(raw)
-    items = df.item_id.to_numpy(dtype=object).tolist()
-    cats = df.category.to_numpy(dtype=object).tolist()
+    items = item_ids.tolist()
+    cats = category.tolist()
     pref, prop, rawl, osr = preference.tolist(), propensity.tolist(), raw.tolist(), scaled.tolist()
     out: list[ScoredEvent] = []
     start = 0
