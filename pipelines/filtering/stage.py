@@ -61,7 +61,7 @@ def empty_state() -> dict:
     """A person's stream state: filters, moments waiting for devices, remembered moments, feature
     history and the tuner's memory (one table entry, so one changelog write per person per batch)."""
     return {"filters": None, "t_last": None, "devices": [], "pending": {}, "recent": [], "history": None,
-            "tuner": None}
+            "tuner": None, "offsets": {}}
 
 
 def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_of=None,
@@ -80,6 +80,7 @@ def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_
     st = {**empty_state(), **(state or {})}
     st["pending"] = {m: {**p, "uploads": dict(p["uploads"])} for m, p in st["pending"].items()}
     st["recent"] = list(st["recent"])
+    st["offsets"] = dict(st["offsets"])
     out = StageOut()
     replayed: set[str] = set()
     for source in [tick] if tick else []:
@@ -134,6 +135,8 @@ def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -
         return (f"out of order: first reading at {upload['ts'][0]:.3f} is not after the device's last "
                 f"reading at {held_last:.3f} (a moment still waiting for the person's other devices)")
     if st["t_last"] is not None and upload["ts"][0] <= st["t_last"]:
+        if _processed_before(a.source, st):
+            return None  # a redelivered record whose moment left the memory long ago: already done
         late = any(moment_id(upload["user_id"], moment) == r[0] for r in st["recent"])
         return (f"late device: moment {moment[:80]!r} was already fused without {upload['device_id'][:80]!r}"
                 if late else
@@ -142,7 +145,30 @@ def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -
     if held is None:
         held = st["pending"][moment] = {"since": a.arrived, "first_ts": upload["ts"][0], "uploads": {}}
     held["uploads"][eid] = [a.source, upload]
+    _note_offset(a.source, st)
     return None
+
+
+def _split_source(source: str) -> tuple[str, int] | None:
+    """("topic:partition", offset) of a record's source, or None for a source that is not one."""
+    head, _, offset = source.rpartition(":")
+    return (head, int(offset)) if head and offset.isdigit() else None
+
+
+def _note_offset(source: str, st: dict) -> None:
+    """Remember the highest offset of the person's records taken into a moment, per topic-partition."""
+    where = _split_source(source)
+    if where is not None:
+        seen = st.setdefault("offsets", {})
+        seen[where[0]] = max(where[1], seen.get(where[0], -1))
+
+
+def _processed_before(source: str, st: dict) -> bool:
+    """A record at or below the highest offset already taken from its partition was processed before:
+    a person's records arrive in partition order, so this is a redelivery (after a crash the replay
+    can reach back past the REMEMBER moments a person's state keeps), not a new upload out of order."""
+    where = _split_source(source)
+    return where is not None and where[1] <= st.get("offsets", {}).get(where[0], -1)
 
 
 def _release(st: dict, out: StageOut, devices_of, now, hold_s: float, trigger: str | None) -> None:

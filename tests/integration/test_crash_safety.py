@@ -86,7 +86,9 @@ def test_every_moment_processed_once_and_every_upload_fused_or_deadlettered(cras
         f"valid uploads not fused {len(valid - set(fused))}, fused twice {len(fused) - len(set(fused))}; "
         f"valid uploads dead-lettered instead: {lettered_valid.most_common(5)}")
     (dead,), = _q("SELECT count(*) FROM stream.deadletter WHERE deadletter_id LIKE '%sensor.raw:%'")
-    assert dead == sent.malformed
+    also_fused = collections.Counter(letter["reason"][:70] for letter in crashed["letters"]
+                                     if letter.get("event_id") in valid)
+    assert dead == sent.malformed, f"valid uploads dead-lettered too: {also_fused.most_common(5)}"
     assert len(fused) + dead == sent.total
     print(f"{len(ids)} moments from {len(fused)} uploads; {sum('+' in r[2] for r in rows)} fused from two devices")
 

@@ -519,3 +519,28 @@ async def test_a_redelivered_upload_re_emits_the_earlier_moment_it_released(outb
     await run_batch([nxt], outbox, monkeypatch)  # redelivered
     assert [r["event_id"] for r in values(outbox, "state_features")] == [mid(phone), mid(phone)]
     assert sent(outbox["sensor_deadletter"]) == []
+
+
+async def test_a_redelivered_upload_older_than_the_memory_is_dropped_not_dead_lettered(outbox, live, uploads, people,
+                                                                                       monkeypatch):
+    """After a crash the replay can reach back past the moments a state remembers: a record at or below
+    the highest offset already taken from its partition was processed, so it is neither fused again
+    nor dead-lettered as out of order; a genuinely new upload that is out of order still is."""
+    from pipelines.filtering.stage import REMEMBER
+
+    user = people["known"]
+
+    def shifted(u: dict, k: int) -> dict:  # the person's moment k: the first moment's readings k * 700 s later
+        return {**u, "event_id": f"{u['device_id']}:m{k}", "ts": [t + 700.0 * k for t in u["ts"]]}
+
+    ups = [shifted(u, k) for k in range(REMEMBER + 2) for u in moment(uploads, user)]
+    records = [upload_record(u, k) for k, u in enumerate(ups)]
+    for rec in records:
+        await run_batch([rec], outbox, monkeypatch)
+    n_rows = len(values(outbox, "state_features"))
+    await run_batch([records[0]], outbox, monkeypatch)  # the first upload again, long forgotten
+    assert len(values(outbox, "state_features")) == n_rows and sent(outbox["sensor_deadletter"]) == []
+    late_copy = upload_record({**ups[0], "event_id": f"{ups[0]['device_id']}:copied"}, len(records) + 5)
+    await run_batch([late_copy], outbox, monkeypatch)  # a new record with old readings: out of order
+    [dead] = values(outbox, "sensor_deadletter")
+    assert dead["reason"].startswith("out of order"), dead["reason"]
