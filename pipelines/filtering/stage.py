@@ -107,12 +107,6 @@ def _replay_released_by(source: str, st: dict, out: StageOut, replayed: set) -> 
             out.replays.append(row)
 
 
-def release_held(state: dict, devices_of=None, now: float | None = None, hold_s: float = 2.0,
-                 tick: str | None = None) -> tuple[StageOut, dict]:
-    """Release a person's moments that waited too long (a tick on a quiet partition)."""
-    return admit([], state, devices_of=devices_of, now=now, hold_s=hold_s, tick=tick)
-
-
 def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -> str | None:
     """Put a valid upload where it belongs; the reason it cannot be taken, or None."""
     eid = upload["event_id"]

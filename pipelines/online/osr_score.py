@@ -43,18 +43,6 @@ def model_frame(rows: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Data
     return X
 
 
-def candidates_frame(feature_rows: list[FeatureRow], snapshot) -> tuple[pd.DataFrame, np.ndarray]:
-    """One row per (feature row, candidate item): the person's top-N, or popular items for newcomers.
-    Also returns how many candidates each feature row got (rows stay in input order)."""
-    cands = [snapshot.topn.get(f["user_id"], snapshot.popular) for f in feature_rows]
-    sizes = np.array([len(c[0]) for c in cands], dtype=np.int64)
-    rows = pd.DataFrame(feature_rows, columns=["event_id", "user_id", "ts", "device_type", *NUMERIC_FEATURES])
-    df = rows.iloc[np.repeat(np.arange(len(rows)), sizes)].reset_index(drop=True)
-    df["item_id"] = np.concatenate([c[0] for c in cands]) if len(cands) else []
-    df["preference"] = np.concatenate([c[1] for c in cands]) if len(cands) else []
-    return df.join(snapshot.items[ITEM_FEATURES], on="item_id"), sizes
-
-
 def score_stage(feature_rows: list[FeatureRow], snapshot) -> tuple[list[ScoredEvent], list[dict]]:
     """score_batch that never stops the agent: if the batch fails, each row is scored alone and the
     rows that still fail become dead letters, so the good rows of a micro-batch are always scored."""
