@@ -33,6 +33,8 @@ held = HeldPeople()
 BATCH = int(config.get("OSR_STREAM_BATCH"))
 WITHIN_S = float(config.get("OSR_STREAM_WITHIN_S"))
 TICKS = config.topic(TOPICS.stream_ticks)
+#: A partition whose ticks come but no record for this long is idle: nothing can be behind (3 holds).
+IDLE_S = 3 * float(config.get("OSR_MOMENT_HOLD_S"))
 RAW = config.topic(TOPICS.sensor_raw)
 
 
@@ -44,13 +46,21 @@ def _key(key) -> str:
 last_offset: dict[int, int] = {}
 
 
+#: When this worker last took a sensor.raw record of a partition, or first ticked it (monotonic s).
+last_record_at: dict[int, float] = {}
+
+
 async def caught_up(partition: int) -> bool:
-    """Nothing of the partition waits behind what this worker processed (its high watermark reached).
-    Until the worker has processed a record of the partition it does not know, and says no: asking
-    the consumer for its fetch position from here stalled a partition's fetching after a restart
-    (seen in the crash test), so only the offsets the agent itself saw are used."""
+    """Nothing of the partition waits behind what this worker processed: the agent reached the high
+    watermark with the offsets it saw itself, or no record of the partition has come for IDLE_S
+    while its ticks did (a partition gained in a rebalance at the end of a stream: its recovered
+    held moments must still be released). Asking the consumer for its fetch position from here
+    stalled a partition's fetching after a restart (seen in the crash test), so it is not asked."""
     from faust.types import TP
 
+    now = time.monotonic()
+    if now - last_record_at.setdefault(partition, now) >= IDLE_S:
+        return True
     done = last_offset.get(partition)
     if done is None:
         return False
@@ -107,6 +117,7 @@ async def process(stream):
             partition[person] = m.partition
             stream_time[m.partition] = max(stream_time.get(m.partition, 0.0), m.timestamp)
             last_offset[m.partition] = m.offset
+            last_record_at[m.partition] = time.monotonic()
         t0 = time.perf_counter()
         out = chain.run(by_person, lambda k: load_state(person_states.data.get(k)), live_snapshot.refresh(),
                         now={p: stream_time.get(partition[p]) for p in by_person}, ticks=ticks)

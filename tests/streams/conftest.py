@@ -112,6 +112,9 @@ class Clock:
     def time(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:  # the agent's idle-partition clock: the test's too
+        return self.now
+
     @staticmethod
     def perf_counter() -> float:  # the agent's batch timing: real time is fine
         import time
@@ -143,7 +146,7 @@ def caught_up(monkeypatch):
     """Whether a tick finds its partition caught up (no broker here): yes unless a test says otherwise."""
     from streams.agents import moments as m
 
-    state = {"caught_up": True}
+    state = {"caught_up": True, "real": m.caught_up}  # the real check, for the test of it
 
     async def fake(partition: int) -> bool:
         return state["caught_up"]

@@ -544,3 +544,20 @@ async def test_a_redelivered_upload_older_than_the_memory_is_dropped_not_dead_le
     await run_batch([late_copy], outbox, monkeypatch)  # a new record with old readings: out of order
     [dead] = values(outbox, "sensor_deadletter")
     assert dead["reason"].startswith("out of order"), dead["reason"]
+
+
+async def test_caught_up_says_yes_only_at_the_high_watermark_or_after_an_idle_spell(clock, caught_up, monkeypatch):
+    """The real check behind ticks (the other tests patch it): a partition this worker has seen no
+    offset of is not caught up until no record has come for IDLE_S, e.g. one gained in a rebalance
+    at the end of a stream, whose recovered held moments must still be released."""
+    real = caught_up["real"]
+    monkeypatch.setattr(moments, "last_record_at", {})
+    monkeypatch.setattr(moments, "last_offset", {})
+    assert await real(3) is False  # first tick: the idle clock starts now, no offset seen, no consumer here
+    clock.now += moments.IDLE_S / 2
+    assert await real(3) is False
+    clock.now += moments.IDLE_S
+    assert await real(3) is True
+    moments.last_record_at[3] = clock.now  # a record just came: busy again, and no high watermark known here
+    moments.last_offset[3] = 41
+    assert await real(3) is False
