@@ -46,8 +46,10 @@ def _key(key) -> str:
 last_offset: dict[int, int] = {}
 
 
-#: When this worker last took a sensor.raw record of a partition, or first ticked it (monotonic s).
+#: When this worker last took a sensor.raw record of a partition, or first ticked it (monotonic s),
+#: and when it last took a tick of it.
 last_record_at: dict[int, float] = {}
+last_tick_at: dict[int, float] = {}
 
 
 async def caught_up(partition: int) -> bool:
@@ -59,6 +61,9 @@ async def caught_up(partition: int) -> bool:
     from faust.types import TP
 
     now = time.monotonic()
+    if now - last_tick_at.get(partition, now) > IDLE_S:  # ticks stopped (a broker outage, a pause):
+        last_record_at[partition] = now  # the backlog behind it has not been seen yet, idle starts over
+    last_tick_at[partition] = now
     if now - last_record_at.setdefault(partition, now) >= IDLE_S:
         return True
     done = last_offset.get(partition)

@@ -552,12 +552,15 @@ async def test_caught_up_says_yes_only_at_the_high_watermark_or_after_an_idle_sp
     at the end of a stream, whose recovered held moments must still be released."""
     real = caught_up["real"]
     monkeypatch.setattr(moments, "last_record_at", {})
+    monkeypatch.setattr(moments, "last_tick_at", {})
     monkeypatch.setattr(moments, "last_offset", {})
     assert await real(3) is False  # first tick: the idle clock starts now, no offset seen, no consumer here
-    clock.now += moments.IDLE_S / 2
-    assert await real(3) is False
-    clock.now += moments.IDLE_S
+    for _ in range(4):  # ticks keep coming, no record
+        clock.now += moments.IDLE_S / 3
+        await real(3)
     assert await real(3) is True
+    clock.now += 10 * moments.IDLE_S  # no tick for a long time (the broker was away): start over
+    assert await real(3) is False
     moments.last_record_at[3] = clock.now  # a record just came: busy again, and no high watermark known here
     moments.last_offset[3] = 41
     assert await real(3) is False
