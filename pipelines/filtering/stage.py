@@ -126,8 +126,6 @@ def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -
     held_last = max((float(u["ts"][-1]) for m, p in st["pending"].items() if m != moment
                      for _src, u in p["uploads"].values() if u["device_id"] == upload["device_id"]), default=None)
     if held_last is not None and upload["ts"][0] <= held_last:
-        if _processed_before(a.source, st):
-            return None  # a redelivered record already taken into an earlier moment: already done
         return (f"out of order: first reading at {upload['ts'][0]:.3f} is not after the device's last "
                 f"reading at {held_last:.3f} (a moment still waiting for the person's other devices)")
     if st["t_last"] is not None and upload["ts"][0] <= st["t_last"]:
