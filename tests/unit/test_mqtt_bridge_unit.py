@@ -196,7 +196,7 @@ def test_cli_wiring():
     from pipelines.ops.commands.services import _only
 
     parser = cli.build_parser()
-    args = parser.parse_args(["mqtt", "bridge", "--max-runtime", "1", "--stats-file", "/tmp/x.json"])
+    args = parser.parse_args(["mqtt", "bridge", "--max-runtime", "1", "--stats-file", "stats.json"])
     assert args.func is mqtt_cmd.cmd_bridge and args.max_runtime == 1.0
     assert parser.parse_args(["demo", "--via", "mqtt"]).via == "mqtt"
     assert parser.parse_args(["demo"]).via == "kafka"
