@@ -36,7 +36,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from pipelines import config  # noqa: E402
 from pipelines.contracts import TOPICS  # noqa: E402
-from pipelines.ingest.kafka_clients import producer_config  # noqa: E402
+from pipelines.ingest.kafka_clients import produce_waiting, producer_config  # noqa: E402
 from pipelines.ingest.mqtt_publish import publish_population, topic_for  # noqa: E402
 from pipelines.ingest.producer import ProduceReport, mixed_uploads, produce_population  # noqa: E402
 from pipelines.ops.services import broker, mosquitto_local, topics  # noqa: E402
@@ -102,12 +102,7 @@ def produce_prebuilt(items, topic: str) -> float:
     p = Producer(producer_config())
     t0 = time.monotonic()
     for _t, key, value in items:
-        while True:
-            try:
-                p.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, topic, key, value)
         p.poll(0)
     if p.flush(300):
         raise RuntimeError("undelivered uploads")

@@ -153,7 +153,7 @@ def produce(uploads, rate_per_s: float | None = None, sent_at: dict | None = Non
     """Send the uploads to sensor.raw (at rate_per_s uploads/s, or as fast as the broker takes them)."""
     from confluent_kafka import Producer
 
-    from pipelines.ingest.kafka_clients import producer_config
+    from pipelines.ingest.kafka_clients import produce_waiting, producer_config
 
     p = Producer(producer_config())
     topic = config.topic(TOPICS.sensor_raw)
@@ -163,12 +163,7 @@ def produce(uploads, rate_per_s: float | None = None, sent_at: dict | None = Non
             ahead = t0 + k / rate_per_s - time.monotonic()
             if ahead > 0:
                 p.poll(ahead)
-        while True:
-            try:
-                p.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.05)
+        produce_waiting(p, topic, key, value)
         if sent_at is not None:
             sent_at[e["event_id"]] = time.time()
         p.poll(0)

@@ -104,3 +104,14 @@ def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner gives a key (murmur2, as the Java client and
     librdkafka's murmur2_random, which producer_config sets): where a person's records land."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def produce_waiting(producer, topic: str, key, value, **kw) -> None:
+    """producer.produce, waiting (polling delivery reports) while librdkafka's queue is full rather
+    than failing: a fast producer outruns the broker, and a full queue is back-pressure, not an error."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **kw)
+            return
+        except BufferError:
+            producer.poll(0.05)

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipelines import config
 from pipelines.contracts import TOPICS
-from pipelines.ingest.kafka_clients import producer_config
+from pipelines.ingest.kafka_clients import produce_waiting, producer_config
 from pipelines.synthetic.population import Population
 from pipelines.synthetic.replay import live_order
 
@@ -113,12 +113,7 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
             ahead = t0 + k / rate_per_s - time.monotonic()
             if ahead > 0:
                 producer.poll(ahead)
-        while True:
-            try:
-                producer.produce(topic, key=event["user_id"].encode(), value=value, on_delivery=delivered)
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce_waiting(producer, topic, event["user_id"].encode(), value, on_delivery=delivered)
         producer.poll(0)
         if on_progress and (k + 1) % progress_every == 0:
             on_progress(report)
