@@ -19,6 +19,12 @@ a tick) and the feature row they produced, so a redelivered record re-emits the 
 released (the scores and the tuner's remembered decision downstream are idempotent by moment
 id) without the filters advancing twice; an upload still waiting is recognised by its source.
 The same event id from another record is a duplicate upload and is dead-lettered.
+
+How far back a replay reaches: the stream awaits the broker's acks of a batch's results before it
+takes the next batch, so only the batch a crash interrupted can have unpublished results. The state
+therefore keeps every moment released by its last batch (at least REMEMBER), and the sources and
+reasons of the records that batch dead-lettered; an older redelivered record (at or below the
+highest offset already taken from its partition) had its results published and is dropped.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from pipelines.ingest.validation import deadletter_record, parse_sensor_event
 
 log = logging.getLogger(__name__)
 
-#: Fused moments per person remembered for redelivery. A replay after a crash reaches back only to
-#: the last committed offset (Faust flushes every output before it commits, every ~2.8 s); a
-#: person reports a moment about once a minute, a test producer sends them back to back.
+#: Fused moments per person remembered for redelivery, at the least: every moment the person's last
+#: batch released is kept (a test producer sends a person's moments back to back, so a backlog batch
+#: can release many), and older ones had their results acknowledged before the next batch began.
 REMEMBER = 4
 
 
@@ -61,7 +67,7 @@ def empty_state() -> dict:
     """A person's stream state: filters, moments waiting for devices, remembered moments, feature
     history and the tuner's memory (one table entry, so one changelog write per person per batch)."""
     return {"filters": None, "t_last": None, "devices": [], "pending": {}, "recent": [], "history": None,
-            "tuner": None, "offsets": {}}
+            "tuner": None, "offsets": {}, "dead": {}}
 
 
 def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_of=None,
@@ -83,10 +89,14 @@ def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_
     st["offsets"] = dict(st["offsets"])
     out = StageOut()
     replayed: set[str] = set()
+    dead_before = st["dead"] or {}  # source -> reason: what the last batch dead-lettered
     for source in [tick] if tick else []:
         _replay_released_by(source, st, out, replayed)
     for a in arrivals:
         _replay_released_by(a.source, st, out, replayed)
+        if a.source in dead_before:  # redelivered: its dead letter again (it may not have been published)
+            out.dead.append(deadletter_record(a.value, dead_before[a.source], a.source))
+            continue
         upload, reason = parse_sensor_event(a.value)
         if reason is None:
             reason = _identity_problem(upload, a.key, registered)
@@ -96,6 +106,7 @@ def admit(arrivals: list[Arrival], state: dict | None, registered=None, devices_
             out.dead.append(deadletter_record(a.value, reason, a.source))
     trigger = tick or (arrivals[-1].source if arrivals else None)
     _release(st, out, devices_of, now, hold_s, trigger)
+    st["dead"] = {d["source"]: d["reason"] for d in out.dead}
     return out, st
 
 
@@ -126,6 +137,8 @@ def _place(upload: Upload, a: Arrival, st: dict, out: StageOut, replayed: set) -
     held_last = max((float(u["ts"][-1]) for m, p in st["pending"].items() if m != moment
                      for _src, u in p["uploads"].values() if u["device_id"] == upload["device_id"]), default=None)
     if held_last is not None and upload["ts"][0] <= held_last:
+        if _processed_before(a.source, st):
+            return None  # a redelivered record whose moment was fused and published before the one waiting
         return (f"out of order: first reading at {upload['ts'][0]:.3f} is not after the device's last "
                 f"reading at {held_last:.3f} (a moment still waiting for the person's other devices)")
     if st["t_last"] is not None and upload["ts"][0] <= st["t_last"]:
@@ -195,10 +208,12 @@ def _release(st: dict, out: StageOut, devices_of, now, hold_s: float, trigger: s
         out.moments.append((fused, sources, trigger))
 
 
-def remember(st: dict, fused: FilteredUpload, sources: dict, row_values: list, released_by: str | None = None) -> None:
-    """Keep a fused moment's sources, the record that released it and its feature row for redelivery
-    (the last REMEMBER moments)."""
-    st["recent"] = [*st["recent"], [fused["event_id"], sources, row_values, released_by]][-REMEMBER:]
+def remember(st: dict, fused: FilteredUpload, sources: dict, row_values: list, released_by: str | None = None,
+             keep: int = REMEMBER) -> None:
+    """Keep a fused moment's sources, the record that released it and its feature row for redelivery:
+    the last `keep` moments (the caller passes at least the number its batch released, see "How far
+    back a replay reaches")."""
+    st["recent"] = [*st["recent"], [fused["event_id"], sources, row_values, released_by]][-max(keep, REMEMBER):]
 
 
 def _identity_problem(upload: dict, key: str | None, registered) -> str | None:

@@ -71,8 +71,12 @@ def take_person(arrivals: list[Arrival], before: dict | None, snapshot, now: flo
     snapshot: needs `registered`, `users`, `stores_xy` (and `devices_of` for the device registry)."""
     devices_of = getattr(snapshot, "devices_of", None)
     res, st = admit(arrivals, before, getattr(snapshot, "registered", None), devices_of, now, hold_s, tick)
-    if not (res.moments or res.replays) and st["pending"] == (before or {}).get("pending", {}):
-        return Taken([], res.dead, None)  # all dead-lettered, or nothing due: no state write, no table key
+    if (not (res.moments or res.replays) and st["pending"] == (before or {}).get("pending", {})
+            and not (before or {}).get("dead")):
+        # all dead-lettered, or nothing due: no state write, no table key (a replay of these records
+        # meets the same state and dead-letters them again; a stored list of the last batch's dead
+        # letters is cleared by a write, or it would re-emit them after a later crash)
+        return Taken([], res.dead, None)
     rows = [dict(zip(FEATURE_COLUMNS, values)) for values in res.replays]
     dead = list(res.dead)
     t1 = clock()
@@ -80,9 +84,10 @@ def take_person(arrivals: list[Arrival], before: dict | None, snapshot, now: flo
         row, letter = features_stage(fused, snapshot, next(iter(sources.values())), st["history"])
         if letter is not None:
             dead.append(letter)
+            st["dead"][letter["source"]] = letter["reason"]
             continue
         st["history"] = next_history(st["history"], row)
-        remember(st, fused, sources, [row[c] for c in FEATURE_COLUMNS], released_by)
+        remember(st, fused, sources, [row[c] for c in FEATURE_COLUMNS], released_by, keep=len(res.moments))
         rows.append(row)
     return Taken(rows, dead, st, clock() - t1)
 

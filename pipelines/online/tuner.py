@@ -107,10 +107,11 @@ def _in_quiet_hours(hour: int, start, end) -> bool:
 
 #: How long the tuner remembers what it decided for a moment (by event time), and at most how many
 #: moments per person: longer than any replay after a crash or a redelivery can reach back. A
-#: moment reaches the tuner again only if the filter stage re-emits it, which it does for its last
-#: REMEMBER (4) fused moments per person (older uploads are dead-lettered as out of order), so 16
-#: covers that with room for moments in flight; it was 500, which made a busy person's state ~25 kB
-#: of changelog per write and most of the worker's memory.
+#: moment reaches the tuner again only if the filter stage re-emits it, which it does for the moments
+#: the person's last batch released (at least REMEMBER = 4; older redelivered uploads are dropped as
+#: processed), so 16 covers that unless one batch released more than 16 of one person's moments (then
+#: the oldest are decided again from the later state; the push gateway still pushes a moment once);
+#: it was 500, which made a busy person's state ~25 kB of changelog per write and most of the memory.
 MEMORY_S = 2 * 86400.0
 MEMORY_MAX = 16
 

@@ -135,16 +135,14 @@ async def process(stream):
         t2 = time.perf_counter()
         for person, state in out.states.items():
             held.update(person, partition[person], state)
-        for row in out.features:
-            await state_features.send(key=row["user_id"].encode(), value=row)
-        for scored in out.scored:
-            await osr_scores.send(key=scored["user_id"].encode(), value=scored)
-        for decision in out.decisions:
-            await tuner_decisions.send(key=decision["user_id"].encode(), value=decision)
-        for note in out.approved:
-            await push_approved.send(key=note["user_id"].encode(), value=note)
-        for dead in out.dead:
-            await sensor_deadletter.send(key=None, value=dead)
+        sent = [await state_features.send(key=row["user_id"].encode(), value=row) for row in out.features]
+        sent += [await osr_scores.send(key=s["user_id"].encode(), value=s) for s in out.scored]
+        sent += [await tuner_decisions.send(key=d["user_id"].encode(), value=d) for d in out.decisions]
+        sent += [await push_approved.send(key=n["user_id"].encode(), value=n) for n in out.approved]
+        sent += [await sensor_deadletter.send(key=None, value=d) for d in out.dead]
+        # The broker's acks before the next batch: then only this batch can have unpublished results
+        # after a crash, and a person's state need remember only what this batch released.
+        await asyncio.gather(*sent)
         timing.add(len(events), len(out.decisions), t1 - t0, t2 - t1, time.perf_counter() - t2)
 
 

@@ -335,7 +335,10 @@ async def test_a_bad_upload_is_dead_lettered_and_the_rest_of_its_batch_processed
         now=moments.time.time())
     assert [r["event_id"] for r in out.features] == [mid(phone)]
     assert values(outbox, "state_features") == on_the_wire(alone.features)
-    assert on_the_wire(stored(user)) == on_the_wire(alone.states[user])
+    kept = stored(user)
+    # the person's state also keeps what their batch dead-lettered, so a replay re-sends that letter
+    assert kept.pop("dead") == ({} if kind == "key_mismatch" else {bad.source: dead["reason"]})
+    assert on_the_wire({**kept, "dead": {}}) == on_the_wire(alone.states[user])
     assert [k for _p, k, _v in writes(changelog)] == [user]  # nothing stored for the bad record's key
 
 
@@ -544,6 +547,68 @@ async def test_a_redelivered_upload_older_than_the_memory_is_dropped_not_dead_le
     await run_batch([late_copy], outbox, monkeypatch)  # a new record with old readings: out of order
     [dead] = values(outbox, "sensor_deadletter")
     assert dead["reason"].startswith("out of order"), dead["reason"]
+
+
+def later_moment(u: dict, k: int) -> dict:
+    """The upload as the person's moment k: the same readings k * 700 s later, under a new moment name."""
+    return {**u, "event_id": f"{u['device_id']}:m{k}", "ts": [t + 700.0 * k for t in u["ts"]]}
+
+
+async def test_a_replayed_backlog_batch_re_emits_every_moment_it_released(outbox, live, uploads, people, monkeypatch):
+    """A backlog batch can release more of a person's moments than REMEMBER (a producer sending them
+    back to back). A crash after the state was logged and before the results were published replays
+    the batch onto that state: every moment it released comes out again, none dropped as "processed
+    before" and none dead-lettered."""
+    from pipelines.filtering.stage import REMEMBER
+
+    user = people["known"]
+    n = REMEMBER + 3
+    records = [upload_record(later_moment(u, k), i)
+               for i, (k, u) in enumerate((k, u) for k in range(n) for u in moment(uploads, user))]
+    first = await run_batch(records, outbox, monkeypatch)
+    assert len(first.features) == n
+    again = await run_batch(records, outbox, monkeypatch)  # the same records onto the logged state
+    assert sorted(r["event_id"] for r in again.features) == sorted(r["event_id"] for r in first.features)
+    assert sent(outbox["sensor_deadletter"]) == []
+    assert [d["reason"] for d in again.decisions] == [d["reason"] for d in first.decisions]  # recalled
+
+
+async def test_a_redelivered_old_upload_behind_a_waiting_moment_is_dropped_not_dead_lettered(
+        outbox, live, uploads, people, monkeypatch):
+    """The replay reaches back past the remembered moments while a later moment waits for a device: the
+    old upload overlaps nothing new (its moment was fused and published), so it is not "out of order"."""
+    from pipelines.filtering.stage import REMEMBER
+
+    user = people["known"]
+    ups = [later_moment(u, k) for k in range(REMEMBER + 2) for u in moment(uploads, user)]
+    records = [upload_record(u, i) for i, u in enumerate(ups)]
+    for rec in records:
+        await run_batch([rec], outbox, monkeypatch)
+    phone_next = later_moment(moment(uploads, user)[0], REMEMBER + 2)
+    await run_batch([upload_record(phone_next, len(records))], outbox, monkeypatch)  # waits for its watch
+    assert stored(user)["pending"]
+    n_rows = len(values(outbox, "state_features"))
+    await run_batch([records[0]], outbox, monkeypatch)
+    assert len(values(outbox, "state_features")) == n_rows and sent(outbox["sensor_deadletter"]) == []
+
+
+async def test_a_replayed_batch_re_sends_the_dead_letters_its_state_made(outbox, live, uploads, people, monkeypatch):
+    """An upload dead-lettered for what the person's state held (out of order) in a batch whose later
+    records were taken: replayed onto the logged state, the offsets rule alone would drop it silently;
+    the state keeps the batch's dead letters, so it is dead-lettered again with the same reason."""
+    user = people["known"]
+    phone, watch = moment(uploads, user)
+    old_copy = {**phone, "event_id": f"{phone['device_id']}:copied"}
+    batch = [upload_record(phone, 0), upload_record(watch, 1), upload_record(old_copy, 2),
+             *(upload_record(later_moment(u, 1), 3 + i) for i, u in enumerate(moment(uploads, user)))]
+    await run_batch(batch, outbox, monkeypatch)
+    [dead] = values(outbox, "sensor_deadletter")
+    assert dead["reason"].startswith("out of order") and dead["source"] == batch[2].source
+    await run_batch(batch, outbox, monkeypatch)
+    assert values(outbox, "sensor_deadletter") == [dead, dead]
+    await run_batch([upload_record(later_moment(phone, 2), 10), upload_record(later_moment(watch, 2), 11)],
+                    outbox, monkeypatch)
+    assert stored(user)["dead"] == {}  # the next written batch forgets it (its letter was acknowledged)
 
 
 async def test_caught_up_says_yes_only_at_the_high_watermark_or_after_an_idle_spell(clock, caught_up, monkeypatch):
