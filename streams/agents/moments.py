@@ -47,9 +47,10 @@ last_offset: dict[int, int] = {}
 
 
 #: When this worker last took a sensor.raw record of a partition, or first ticked it (monotonic s),
-#: and when it last took a tick of it.
+#: when it last took a tick of it, and when its ticks came back after a gap (a broker outage).
 last_record_at: dict[int, float] = {}
 last_tick_at: dict[int, float] = {}
+resumed_at: dict[int, float] = {}
 
 
 async def caught_up(partition: int) -> bool:
@@ -57,13 +58,20 @@ async def caught_up(partition: int) -> bool:
     watermark with the offsets it saw itself, or no record of the partition has come for IDLE_S
     while its ticks did (a partition gained in a rebalance at the end of a stream: its recovered
     held moments must still be released). Asking the consumer for its fetch position from here
-    stalled a partition's fetching after a restart (seen in the crash test), so it is not asked."""
+    stalled a partition's fetching after a restart (seen in the crash test), so it is not asked.
+
+    After a gap in the ticks (the broker was away, or the worker stalled) the partition is not caught
+    up for IDLE_S: producers are still delivering what they buffered meanwhile, which the high
+    watermark does not show yet (a held moment's partner may be among it)."""
     from faust.types import TP
 
     now = time.monotonic()
     if now - last_tick_at.get(partition, now) > IDLE_S:  # ticks stopped (a broker outage, a pause):
         last_record_at[partition] = now  # the backlog behind it has not been seen yet, idle starts over
+        resumed_at[partition] = now
     last_tick_at[partition] = now
+    if now - resumed_at.get(partition, now - IDLE_S) < IDLE_S:
+        return False
     if now - last_record_at.setdefault(partition, now) >= IDLE_S:
         return True
     done = last_offset.get(partition)
@@ -103,7 +111,9 @@ async def process(stream):
         partition: dict[str, int] = {}
         stream_time: dict[int, float] = {}  # per partition: the newest record time, or now on a caught-up tick
         ticks: dict[str, str] = {}  # person -> the tick record that made us look at them
-        for ev in events:
+        # records before ticks: a tick asks whether the worker has caught up, so it must see the offsets
+        # of the batch's own records
+        for ev in sorted(events, key=lambda e: e.message.topic == TICKS):
             m = ev.message
             if m.topic == TICKS:
                 source = f"{m.topic}:{m.partition}:{m.offset}"

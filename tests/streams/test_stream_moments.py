@@ -629,3 +629,28 @@ async def test_caught_up_says_yes_only_at_the_high_watermark_or_after_an_idle_sp
     moments.last_record_at[3] = clock.now  # a record just came: busy again, and no high watermark known here
     moments.last_offset[3] = 41
     assert await real(3) is False
+
+
+async def test_after_a_gap_in_the_ticks_a_partition_at_its_high_watermark_waits_before_it_is_caught_up(
+        clock, caught_up, monkeypatch):
+    """The broker was away: the worker has taken everything up to the high watermark it knows, but the
+    producers are still delivering what they buffered (a held moment's partner may be in it), so a
+    tick releases nothing by age until the ticks have flowed again for IDLE_S."""
+    class AtHighWatermark:
+        def highwater(self, tp):
+            return 42  # the worker took offset 41: caught up, as far as the watermark shows
+
+    real = caught_up["real"]
+    monkeypatch.setattr(moments, "last_record_at", {})
+    monkeypatch.setattr(moments, "last_tick_at", {})
+    monkeypatch.setattr(moments, "resumed_at", {})
+    monkeypatch.setattr(moments, "last_offset", {3: 41})
+    monkeypatch.setattr(moments.app, "_consumer", AtHighWatermark())
+    assert await real(3) is True  # ticking along, nothing behind
+    clock.now += 10 * moments.IDLE_S  # no tick meanwhile: an outage
+    moments.last_record_at[3] = clock.now
+    assert await real(3) is False
+    clock.now += moments.IDLE_S / 2
+    assert await real(3) is False
+    clock.now += moments.IDLE_S / 2
+    assert await real(3) is True
