@@ -23,21 +23,26 @@ as one snapshot the stream serves:
 Each task calls one `pipelines.reco.nightly` function; tasks pass only the model id.
 """
 
+# pipelines modules are imported inside the tasks: they pull in Great Expectations, LightGBM and pandas
+# (25 s on a loaded 2-core machine), which the DAG processor would otherwise pay on every parse and
+# which once exceeded its 30 s import timeout, so the DAG vanished from the UI.
+
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from dags.common.defaults import DAG_DEFAULTS
+from dags.common.defaults import DAG_DEFAULTS, SCHEDULES
 
-from pipelines.reco import nightly
 from dags.common.reco_publish import publish_chain
 
-D = nightly.DEFAULTS
+#: The form's defaults, equal to pipelines.reco.nightly.DEFAULTS and PREFERENCE_ALGORITHMS (checked in tests/dags).
+D = {"rank": 32, "reg": 0.05, "iterations": 15, "alpha": 20.0, "top_n": 10}
+ALGORITHMS = ["implicit_als", "dask_als"]
 
 
 @dag(
     dag_id="osr_nightly_retrain",
-    schedule="0 2 * * *",
+    schedule=SCHEDULES["osr_nightly_retrain"],
     tags=["osr", "reco", "batch"],
     doc_md=__doc__,
     **DAG_DEFAULTS,
@@ -47,18 +52,22 @@ D = nightly.DEFAULTS
         "iterations": Param(D["iterations"], type="integer", minimum=1, maximum=200, description="ALS sweeps"),
         "alpha": Param(D["alpha"], type="number", exclusiveMinimum=0, description="implicit confidence scale"),
         "top_n": Param(D["top_n"], type="integer", minimum=1, maximum=200, description="candidates per person"),
-        "algorithm": Param("implicit_als", enum=list(nightly.PREFERENCE_ALGORITHMS),
+        "algorithm": Param("implicit_als", enum=ALGORITHMS,
                            description="implicit_als (single machine) or dask_als (OSR_DASK_SCHEDULER / LocalCluster)"),
     },
 )
 def osr_nightly_retrain():
     @task
     def gate_inputs() -> str:
+        from pipelines.reco import nightly
+
         nightly.gate_inputs()
         return nightly.new_model_id()
 
     @task
     def train_preferences(model_id: str, **context) -> str:
+        from pipelines.reco import nightly
+
         p = context["params"]
         nightly.train_preferences(model_id, rank=p["rank"], reg=p["reg"], iterations=p["iterations"],
                                   alpha=p["alpha"], top_n=p["top_n"], algorithm=p["algorithm"])
@@ -66,6 +75,8 @@ def osr_nightly_retrain():
 
     @task
     def train_propensity(model_id: str) -> str:
+        from pipelines.reco import nightly
+
         nightly.train_propensity(model_id)
         return model_id
 

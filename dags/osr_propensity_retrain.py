@@ -19,15 +19,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from dags.common.defaults import DAG_DEFAULTS
+from dags.common.defaults import DAG_DEFAULTS, SCHEDULES
 
-from pipelines.reco import nightly
 from dags.common.reco_publish import publish_chain
 
 
 @dag(
     dag_id="osr_propensity_retrain",
-    schedule="0 */6 * * *",
+    schedule=SCHEDULES["osr_propensity_retrain"],
     tags=["osr", "propensity", "batch"],
     doc_md=__doc__,
     **DAG_DEFAULTS,
@@ -35,21 +34,29 @@ from dags.common.reco_publish import publish_chain
 def osr_propensity_retrain():
     @task
     def gate_inputs() -> str:
+        from pipelines.reco import nightly  # at run time, not parse time (see osr_nightly_retrain)
+
         nightly.gate_inputs()
         return nightly.new_model_id()
 
     @task
     def reuse_live_preferences(model_id: str) -> str:
+        from pipelines.reco import nightly  # at run time, not parse time (see osr_nightly_retrain)
+
         nightly.reuse_live_preferences(model_id)
         return model_id
 
     @task
     def train_propensity(model_id: str) -> str:
+        from pipelines.reco import nightly  # at run time, not parse time (see osr_nightly_retrain)
+
         nightly.train_propensity(model_id)
         return model_id
 
     @task
     def compare_models(model_id: str) -> str:
+        from pipelines.reco import nightly  # at run time, not parse time (see osr_nightly_retrain)
+
         nightly.compare_propensity(model_id)
         return model_id
 

@@ -26,20 +26,22 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from dags.common.defaults import DAG_DEFAULTS
+from dags.common.defaults import DAG_DEFAULTS, SCHEDULES
 
-from pipelines.qos import refresh
+# pipelines.qos.refresh is imported inside each task, so parsing this file stays fast.
+#: The candidates validated by default, equal to pipelines.qos.refresh.DEFAULT_CANDIDATES (checked in tests/dags).
+CANDIDATES = ("HL-RW-paper", "HL-RW-tuned", "UIPCC", "LACF")
 
 
 @dag(
     dag_id="qos_random_walk_refresh",
-    schedule="@daily",
+    schedule=SCHEDULES["qos_random_walk_refresh"],
     tags=["osr", "qos", "batch"],
     doc_md=__doc__,
     **DAG_DEFAULTS,
     params={
         "metric": Param("rt", enum=["rt", "tp"], description="response time or throughput"),
-        "candidates": Param(",".join(refresh.DEFAULT_CANDIDATES), type="string",
+        "candidates": Param(",".join(CANDIDATES), type="string",
                             description="comma-separated models to validate (HL-RW-paper, HL-RW-tuned, UIPCC, LACF, "
                                         "UPCC, IPCC, MF, UL-RW-paper, ...); the best on held-out cells is published"),
         "k": Param(None, type=["null", "integer"], minimum=1, maximum=127,
@@ -56,25 +58,35 @@ from pipelines.qos import refresh
 def qos_random_walk_refresh():
     @task
     def snapshot(**context) -> dict:
+        from pipelines.qos import refresh
+
         return refresh.snapshot_observations(context["params"]["metric"])
 
     @task
     def gate(snap: dict) -> dict:
+        from pipelines.qos import refresh
+
         return refresh.gate(snap)
 
     @task
     def choose_model(snap: dict, **context) -> dict:
+        from pipelines.qos import refresh
+
         p = context["params"]
         return refresh.choose_model(snap, p["candidates"].split(","), holdout=p["holdout"], k=p["k"],
                                     lam=p["lam"], alpha=p["alpha"])
 
     @task
     def fit_predict(snap: dict, **context) -> dict:
+        from pipelines.qos import refresh
+
         p = context["params"]
         return refresh.fit_predict(snap, k=p["k"], lam=p["lam"], alpha=p["alpha"], holdout=p["holdout"])
 
     @task
     def publish(fit: dict, **context) -> dict:
+        from pipelines.qos import refresh
+
         return refresh.publish(fit, top=context["params"]["top"])
 
     publish(fit_predict(choose_model(gate(snapshot()))))

@@ -8,28 +8,36 @@ from __future__ import annotations
 
 from airflow.sdk import task
 
-from pipelines.reco import nightly
+# Each task imports pipelines.reco.nightly when it runs: DAG parsing stays fast (see osr_nightly_retrain).
 
 
 @task
 def build_snapshot(model_id: str) -> str:
+    from pipelines.reco import nightly
+
     nightly.build_snapshot(model_id)
     return model_id
 
 
 @task
 def gate_outputs(model_id: str) -> str:
+    from pipelines.reco import nightly
+
     nightly.gate_outputs(model_id)
     return model_id
 
 
 @task
 def publish(model_id: str) -> dict:
+    from pipelines.reco import nightly
+
     return nightly.publish(model_id)
 
 
 @task
 def announce(published: dict) -> str:
+    from pipelines.reco import nightly
+
     return nightly.announce(published)
 
 

@@ -50,7 +50,8 @@ def _services_up(args: argparse.Namespace) -> int:
             _say(f"Broker {info['broker']} at {info['bootstrap']} (OSR_KAFKA_BOOTSTRAP)")
         elif name == "airflow":
             info = airflow_local.start(_say)
-            _say(f"Airflow UI/API at {info['url']} — user admin, password {airflow_local.admin_password()}")
+            _say(f"Airflow UI/API at {info['url']} — user {airflow_local.ADMIN_USER}, password in "
+                 f"{airflow_local.passwords_file()} (`osr services status --show-password` prints it)")
         elif name == "dask":
             info = dask_cluster.start(_say)
             _say(f"export OSR_DASK_SCHEDULER={info['address']}   # point batch jobs at this scheduler")
@@ -77,7 +78,8 @@ def _services_down(args: argparse.Namespace) -> int:
 
 
 def _services_status(args: argparse.Namespace) -> int:
-    rows = [broker.status(), airflow_local.status(), dask_cluster.status(), mosquitto_local.status()]
+    show = getattr(args, "show_password", False)
+    rows = [broker.status(), airflow_local.status(show_password=show), dask_cluster.status(), mosquitto_local.status()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -87,7 +89,8 @@ def _services_status(args: argparse.Namespace) -> int:
         if "answering" in row:
             extra = " (answering)" if row["answering"] else (" (NOT answering)" if row["state"] == "up" else "")
         if row["service"] == "airflow" and row["state"] == "up":
-            extra = f" ({'healthy' if row['healthy'] else 'NOT healthy'}; admin password {row['admin_password']})"
+            secret = row["admin_password"] if show else f"in {row['password_file']}, --show-password prints it"
+            extra = f" ({'healthy' if row['healthy'] else 'NOT healthy'}; user {row['admin_user']}, password {secret})"
         pid = f"pid {row['pid']}" if row.get("pid") else "no pid"
         print(f"{row['service']:<16} {row['state']:<8} {pid:<12} {where}{extra}   log: {row.get('log', '-')}")
     return 0
@@ -159,6 +162,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.set_defaults(func=_guarded(_services_down))
     st = svc_sub.add_parser("status", help="show up/down, pid, address and log of every service")
     st.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    st.add_argument("--show-password", action="store_true",
+                    help="also print the Airflow admin password (otherwise only the file that holds it)")
     st.set_defaults(func=_guarded(_services_status))
 
     top = subparsers.add_parser("topics", help="create, list or delete the stream topics on OSR_KAFKA_BOOTSTRAP",
