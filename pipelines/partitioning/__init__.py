@@ -12,4 +12,12 @@ Clustering for Streaming Analytics"): the offline half, pure functions the strea
   trigger        the adaptive NMI trigger of sec. 4.4
   routing        versioned routing table and its diffs
   simulate       the offline driver used by bench/repartition.py
+and the online half (streams/agents/profiles.py calls these):
+  messages       the records on profiles.raw / profiles.updates / control.routing
+  migration      router and node logic: versioned routing, barriers, buffering, replay, dedup
+  summaries      a node's micro-cluster summaries (+ trigger NMI); the master's gather
+  planner        trigger + greedy plan over the summaries, its qualities
+  coordinator    control.routing on the broker: announce, barriers, wait for Installed acks
+  runs           collect -> decide -> apply -> record (the DAG's tasks, `osr repartition`)
+  live           produce CDRs, drain, read the table's changelog, compare with a recomputation
 """

@@ -7,6 +7,7 @@ resize it did not need. Key hashes are blake2b (stable across processes, unlike 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -18,15 +19,19 @@ def key_hashes(keys) -> np.ndarray:
                          dtype=">u8").astype(np.uint64)
 
 
+@functools.lru_cache(maxsize=64)
 def ring(n_nodes: int, vnodes: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted point hashes, node of each point) for n_nodes nodes with vnodes points each."""
+    """(sorted point hashes, node of each point) for n_nodes nodes with vnodes points each (cached,
+    read-only: the stream's router places keys one at a time)."""
     if n_nodes < 1:
         raise ValueError("need at least one node")
     labels = [f"node-{j}#{v}" for j in range(n_nodes) for v in range(vnodes)]
     points = key_hashes(labels)
     owner = np.repeat(np.arange(n_nodes), vnodes)
     order = np.argsort(points, kind="stable")
-    return points[order], owner[order]
+    points, owner = points[order], owner[order]
+    points.flags.writeable = owner.flags.writeable = False
+    return points, owner
 
 
 def place(keys, n_nodes: int, vnodes: int = 256) -> np.ndarray:
