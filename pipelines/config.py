@@ -35,6 +35,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OSR_TOPIC_PREFIX": ("", "prefix added to every topic name (lets tests and runs share one broker)"),
     "OSR_FAUST_APP_ID": ("osr-stream", "Faust application id (consumer group and changelog topic prefix)"),
     "OSR_FAUST_WEB_PORT": ("6066", "Faust worker web port"),
+    "OSR_STREAM_AGENTS": ("moments,control", "the agent modules (streams/agents/<name>.py) a Faust worker runs: the real-time path by default; `profiles` for the repartitioned profile stream, which runs as its own app (its own OSR_FAUST_APP_ID) so its tables never slow or stall the real-time path's recovery"),
     "OSR_STREAM_BATCH": ("500", "most uploads one micro-batch of the stream's process agent takes (validate -> fuse -> features -> score -> tune)"),
     "OSR_STREAM_WITHIN_S": ("0.01", "longest a micro-batch waits to fill before it is processed (adds at most this to the latency)"),
     "OSR_CONSUMER_FETCH_WAIT_MS": ("10", "the worker consumer's fetch.max.wait (Faust hard-codes 1500 ms, which adds up to 1.5 s per hop under load)"),

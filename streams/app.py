@@ -24,10 +24,12 @@ DATADIR.mkdir(parents=True, exist_ok=True)  # Faust refuses to start without it
 app = faust.App(
     config.get("OSR_FAUST_APP_ID"),
     broker=_broker_url(),
-    autodiscover=["streams.agents"],
+    # only the agent modules this worker runs (OSR_STREAM_AGENTS): the profile stream is a separate app
+    autodiscover=[f"streams.agents.{m.strip()}" for m in config.get("OSR_STREAM_AGENTS").split(",") if m.strip()],
     store="memory://",  # tables are rebuilt from their changelog topics on restart
     value_serializer="json",
     topic_partitions=int(config.get("OSR_TOPIC_PARTITIONS")),
+    topic_replication_factor=int(config.get("OSR_TOPIC_REPLICATION")),  # changelog + leader topics (3 on a cluster)
     # join a group in seconds, not ~23 s (see STACK-NOTES)
     broker_session_timeout=6.0,
     broker_heartbeat_interval=1.0,

@@ -199,18 +199,22 @@ class HeldPeople:
 
 class BatchTiming:
     """What the process agent's micro-batches cost, summed between two reports (an operator's view:
-    records per batch, the chain, waiting for the state's ack, publishing the results)."""
+    records per batch, the chain, waiting for the state's ack, publishing the results). Ticks are
+    counted apart from the records: they cost almost nothing, and a planner that divides records by
+    busy time (pipelines.capacity) must not take them for work."""
 
     def __init__(self):
         self.reset()
 
     def reset(self) -> None:
-        self.batches = self.records = self.moments = 0
+        self.batches = self.records = self.ticks = self.moments = 0
         self.chain_s = self.state_ack_s = self.publish_s = 0.0
 
-    def add(self, records: int, moments: int, chain_s: float, state_ack_s: float, publish_s: float) -> None:
+    def add(self, records: int, moments: int, chain_s: float, state_ack_s: float, publish_s: float,
+            ticks: int = 0) -> None:
         self.batches += 1
         self.records += records
+        self.ticks += ticks
         self.moments += moments
         self.chain_s += chain_s
         self.state_ack_s += state_ack_s
@@ -220,7 +224,8 @@ class BatchTiming:
         if not self.batches:
             return None
         b = self.batches
-        line = (f"{b} batches, {self.records} records ({self.records / b:.1f}/batch), {self.moments} moments; "
+        line = (f"{b} batches, {self.records} records ({self.records / b:.1f}/batch), {self.ticks} ticks, "
+                f"{self.moments} moments; "
                 f"per batch: chain {1000 * self.chain_s / b:.1f} ms, state ack {1000 * self.state_ack_s / b:.1f} ms, "
                 f"publish {1000 * self.publish_s / b:.1f} ms")
         self.reset()

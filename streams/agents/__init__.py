@@ -1,2 +1,4 @@
-"""Agents grouped by domain, found by the app's autodiscover: sensors (filter, features),
-recommend (OSR score, tuner), control (model reload). Each agent is one call into pipelines."""
+"""Agents grouped by domain; a worker's app autodiscovers the modules OSR_STREAM_AGENTS names:
+moments (the real-time path: validate -> fuse -> features -> score -> tune) and control (model
+reload) by default, profiles (the repartitioned profile stream) in an app of its own. Each agent
+is one call into pipelines."""

@@ -153,7 +153,8 @@ async def process(stream):
         # The broker's acks before the next batch: then only this batch can have unpublished results
         # after a crash, and a person's state need remember only what this batch released.
         await asyncio.gather(*sent)
-        timing.add(len(events), len(out.decisions), t1 - t0, t2 - t1, time.perf_counter() - t2)
+        n_ticks = sum(ev.message.topic == TICKS for ev in events)
+        timing.add(len(events) - n_ticks, len(out.decisions), t1 - t0, t2 - t1, time.perf_counter() - t2, n_ticks)
 
 
 @app.timer(float(config.get("OSR_TICK_S")))
