@@ -17,10 +17,10 @@ fi
 [ -n "$PY" ] || { echo "[setup] error: Python 3.11 is required (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 
 have_mosquitto() { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; }  # Debian puts it in sbin
-if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1 || ! have_mosquitto; then
+if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1 || ! have_mosquitto || ! command -v chromedriver >/dev/null 2>&1 || ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Java 17 and Maven (the local Kafka broker) and Mosquitto (the MQTT broker) with apt"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven mosquitto >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven mosquitto chromium chromium-driver postgresql >/dev/null  # chromium: the Airflow UI browser test
   else
     echo "[setup] warning: java/mvn missing and apt-get unavailable: the local Kafka broker cannot start (OSR_BROKER=tansu works without Java)" >&2
   fi

@@ -17,7 +17,9 @@ from pipelines import config, rate_limited_log
 #: Modules that add their own subcommands through `register(subparsers)`.
 PLUGINS = ("pipelines.ops.commands.services", "pipelines.ops.commands.filtering", "pipelines.ops.commands.recsys",
            "pipelines.ops.commands.propensity", "pipelines.ops.commands.qos", "pipelines.ops.commands.tuner",
-           "pipelines.ops.commands.mqtt")
+           "pipelines.ops.commands.mqtt", "pipelines.ops.commands.cluster",
+           "pipelines.ops.commands.analytics", "pipelines.ops.commands.capacity",
+           "pipelines.ops.commands.repartition")
 
 
 def _population_args(p: argparse.ArgumentParser) -> None:
@@ -157,7 +159,8 @@ def cmd_demo(args) -> int:
     from pipelines.ops.demo import print_summary, run_demo
 
     rep = run_demo(_population_params(args), malformed_share=args.malformed_share,
-                   drain_timeout=args.drain_timeout, keep_services=args.keep_services, via=args.via)
+                   drain_timeout=args.drain_timeout, keep_services=args.keep_services, via=args.via,
+                   cluster=args.cluster)
     print_summary(rep)
     ok = rep.counts.get("notifications", 0) > 0 and \
         rep.produced["total"] == rep.counts["uploads_fused"] + rep.counts["deadlettered"]
@@ -182,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=("kafka", "mqtt"), default="kafka",
                    help="how uploads enter: produced straight to Kafka (default), or published over MQTT to a "
                         "local Mosquitto and forwarded by the MQTT bridge (both started and stopped by the demo)")
+    p.add_argument("--cluster", action="store_true",
+                   help="run on the multi-process cluster of `osr cluster up` (its OSR_* settings and processes)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="list every OSR_* setting with its value and meaning")

@@ -156,7 +156,13 @@ def summarize(run_id: str) -> tuple[dict, list]:
 
 
 def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_timeout: float = 600.0,
-             keep_services: bool = False, via: str = "kafka") -> DemoReport:
+             keep_services: bool = False, via: str = "kafka", cluster: bool = False) -> DemoReport:
+    """`cluster`: run on the cluster of `osr cluster up` (its OSR_* settings; its sink, push gateway and two
+    Faust workers keep running; the preferences train on its Dask workers)."""
+    if cluster:
+        from pipelines.ops import cluster as multi_process
+
+        multi_process.use(multi_process.Plan.load())
     run_id = f"demo-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:4]}"
     rep = DemoReport(run_id)
     t0 = time.monotonic()
@@ -175,7 +181,7 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
 
         t = time.monotonic()
         say("nightly batch: gate inputs -> ALS -> propensity -> snapshot -> gate outputs -> publish")
-        rep.nightly = nightly.run_all()
+        rep.nightly = nightly.run_all(**({"algorithm": "dask_als"} if cluster else {}))
         say(f"live model {rep.nightly['model_id']} (propensity AUC {rep.nightly['propensity']['auc']:.3f})")
         rep.seconds["nightly"] = round(time.monotonic() - t, 1)
 
@@ -187,10 +193,20 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
             started_broker = broker.kind() != "external"
         topics.create_topics()
         say(f"topics ready ({int(config.get('OSR_TOPIC_PARTITIONS'))} partitions each)")
-        start_sink()
-        start_gateway()
-        wait_worker_ready(start_worker(), progress=lambda m: say("  " + m))
-        say(f"Faust worker and sink started (logs in {config.get('OSR_LOG_DIR')})")
+        if cluster:
+            from pipelines.ops.cluster import faust_services
+
+            missing = [s.name for s in (SINK, GATEWAY, *faust_services()) if s.running_pid() is None]
+            if missing:
+                raise ServiceError(f"cluster parts not running: {', '.join(missing)} (`osr cluster status`; "
+                                   "`osr cluster up` starts them)")
+            say(f"cluster: sink, push gateway and {len(faust_services())} Faust workers running "
+                f"(logs in {config.get('OSR_LOG_DIR')})")
+        else:
+            start_sink()
+            start_gateway()
+            wait_worker_ready(start_worker(), progress=lambda m: say("  " + m))
+            say(f"Faust worker and sink started (logs in {config.get('OSR_LOG_DIR')})")
         rep.seconds["services"] = round(time.monotonic() - t, 1)
 
         t = time.monotonic()
@@ -215,9 +231,10 @@ def run_demo(params: P.PopulationParams, malformed_share: float = 0.02, drain_ti
 
         rep.figures = stream_figures()
     finally:
-        say("push gateway: " + GATEWAY.stop(60))
-        say("sink: " + SINK.stop(60))
-        say("Faust worker: " + FAUST_WORKER.stop(60))
+        if not cluster:  # the cluster's processes keep running (`osr cluster down` stops them)
+            say("push gateway: " + GATEWAY.stop(60))
+            say("sink: " + SINK.stop(60))
+            say("Faust worker: " + FAUST_WORKER.stop(60))
         if started_broker and not keep_services:
             say("broker: " + broker.stop())
     rep.counts, rep.top_notifications = summarize(run_id)

@@ -86,6 +86,11 @@ KEYS: dict[str, tuple[str, ...]] = {
     "qos.predictions": ("metric", "user_id", "service_id"),
     "qos.recommendations": ("metric", "user_id", "rank"),
     "qos.model_choice": ("run_id", "model"),
+    "ops.capacity_samples": ("sample_id",),
+    "ops.capacity_worker_samples": ("sample_id", "worker"),
+    "ops.capacity_decisions": ("decision_id",),
+    "ops.capacity_model": ("model_id", "hour"),
+    "ops.repartition_runs": ("run_id",),
 }
 
 #: The CHECK constraints the tables had before DuckLake (SQL predicates over one row), enforced by
