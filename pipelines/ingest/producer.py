@@ -83,14 +83,16 @@ def mixed_uploads(pop: Population, rng: np.random.Generator, malformed_share: fl
 
 def produce_population(pop: Population, malformed_share: float = 0.02, seed: int = 11, limit: int | None = None,
                        on_progress=None, progress_every: int = 500, rate_per_s: float | None = None,
-                       kinds: tuple[str, ...] = CORRUPTIONS, make_bad=None, flush_timeout_s: float = 300.0
-                       ) -> ProduceReport:
+                       kinds: tuple[str, ...] = CORRUPTIONS, make_bad=None, flush_timeout_s: float = 300.0,
+                       hold=None) -> ProduceReport:
     """Send the stream split of `pop` to sensor.raw keyed by user id; returns what was sent.
 
     rate_per_s: offered uploads per second (None = as fast as the broker takes them).
     kinds / make_bad(event, kind, rng) -> bytes: which bad uploads to mix in (default: `corrupt`).
     The producer rides out a broker outage: librdkafka retries for message.timeout.ms (5 min),
     and the final flush waits up to flush_timeout_s.
+    hold(k) -> None: called before the k-th upload, may block (a scripted pause); the offered rate
+    resumes after it without a burst to catch up.
     """
     import time
 
@@ -109,6 +111,10 @@ def produce_population(pop: Population, malformed_share: float = 0.02, seed: int
             errors.append(str(err))
 
     for k, event, _kind, value in mixed_uploads(pop, rng, malformed_share, limit, kinds, make_bad, report):
+        if hold is not None:
+            paused = time.monotonic()
+            hold(k)
+            t0 += time.monotonic() - paused
         if rate_per_s:
             ahead = t0 + k / rate_per_s - time.monotonic()
             if ahead > 0:

@@ -67,8 +67,16 @@ def platform(broker):
             s.start_worker(0)
             s.start_worker(1)
             total = len(list(P.sensor_events(s.pop, "stream")))
-            # slow enough that the nightly, the announcement, the kill and the outage all fall mid-stream
-            thread, box = produce_in_background(produce_population, s.pop, 0.02, 3, rate_per_s=30)
+            # slow enough that the nightly, the announcement, the kill and the outage all fall mid-stream;
+            # on a busy machine the nightly can outlast the stream's first part, so the producer also
+            # waits there (at 60 %) until the new model is announced
+            announced = threading.Event()
+
+            def hold(k: int) -> None:
+                if k == int(total * 0.6):
+                    announced.wait(900)
+
+            thread, box = produce_in_background(produce_population, s.pop, 0.02, 3, rate_per_s=30, hold=hold)
             facts: dict = {}
 
             s.wait_consumed("sensor_raw", int(total * 0.12))
@@ -86,6 +94,7 @@ def platform(broker):
             announced_at = time.time()
             facts["announce"] = nightly.announce(report["published"])
             facts["reload_s"] = _wait_reloads(s, report["model_id"], sizes, announced_at)
+            announced.set()
             stop.set()
             t_analyst.join(150)
             facts["analyst"] = analyst
