@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 
+from pipelines.ops.commands.services import _guarded  # one error format for every service command
 from pipelines.ops.services.processes import ServiceError
 
 
@@ -84,15 +84,6 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(handler):
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except ServiceError as exc:
-            print(f"osr cluster: error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
