@@ -69,12 +69,14 @@ def platform(broker):
             total = len(list(P.sensor_events(s.pop, "stream")))
             # slow enough that the nightly, the announcement, the kill and the outage all fall mid-stream;
             # on a busy machine the nightly can outlast the stream's first part, so the producer also
-            # waits there (at 60 %) until the new model is announced
-            announced = threading.Event()
+            # waits there (at 60 %) until the new model is announced, and at 90 % until the outage
+            announced, outage = threading.Event(), threading.Event()
 
             def hold(k: int) -> None:
                 if k == int(total * 0.6):
                     announced.wait(900)
+                if k == int(total * 0.9):  # and the last tenth only once the broker is going away
+                    outage.wait(900)
 
             thread, box = produce_in_background(produce_population, s.pop, 0.02, 3, rate_per_s=30, hold=hold)
             facts: dict = {}
@@ -105,6 +107,7 @@ def platform(broker):
             s.wait_consumed("sensor_raw", int(total * 0.72))
             facts["before_outage"] = s.consumed("sensor_raw")
             lines_before = {name: _log_lines(path) for name, path in _logs(s).items()}
+            outage.set()
             broker_service.stop()
             time.sleep(OUTAGE_S)
             broker_service.start(timeout=180)
