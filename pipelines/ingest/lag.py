@@ -14,7 +14,10 @@ from pipelines.ingest.kafka_clients import consumer_config
 
 def group_lag(group_id: str, topics: list[str], timeout: float = 10.0) -> dict[str, int]:
     """Messages not yet committed by `group_id`, per topic (end offset - committed offset)."""
-    c = Consumer(consumer_config(group_id))
+    # read_uncommitted: no require_stable on the offsets fetch, so a transactional group's offsets
+    # stuck "pending" after a broker restart (see pipelines.online.push_gateway) read as the last
+    # stable ones (more lag, not a timeout); an open transaction's offsets are not counted as done
+    c = Consumer(consumer_config(group_id, **{"isolation.level": "read_uncommitted"}))
     try:
         meta = c.list_topics(timeout=timeout).topics
         parts = [TopicPartition(t, p) for t in topics for p in (meta[t].partitions if t in meta else {})]

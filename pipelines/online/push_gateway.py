@@ -162,7 +162,16 @@ def _serve(instance, group_id, max_batch, idle_exit_s, max_runtime_s, progress_e
     except KafkaException as exc:
         raise _Restart(f"init_transactions: {exc}") from exc
     delivered: dict[int, set] = {}
-    consumer = Consumer(consumer_config(group_id, auto_commit=False, **{"isolation.level": "read_committed"}))
+    # read_uncommitted: push.approved is written by the (non-transactional) Faust workers, so
+    # read_committed would filter nothing; but it makes librdkafka fetch the group's offsets with
+    # require_stable, and after a one-minute broker outage Kafka 4.4 was seen keeping a finished
+    # transaction's offsets "pending" for good (UNSTABLE_OFFSET_COMMIT on every partition, minutes
+    # after the transaction coordinator had completed it): the gateway then never fetched again.
+    # Without require_stable it starts from the last stable offsets (what the stuck transaction
+    # delivered is in the delivered set, so it is not pushed twice) and its next transaction, same
+    # producer id, clears the stuck offsets. A killed predecessor's open transaction is still
+    # aborted before anything is read: init_transactions above runs first.
+    consumer = Consumer(consumer_config(group_id, auto_commit=False, **{"isolation.level": "read_uncommitted"}))
 
     def on_assign(c, partitions):
         try:
