@@ -3,12 +3,18 @@ prefix); each topic carries the message of the same name in pipelines.contracts.
 
 from __future__ import annotations
 
+import logging
+
+import faust
+
 from pipelines import config
 from pipelines.contracts import TOPICS
+from pipelines.filtering.state_fence import is_late_write
 from pipelines.online.snapshot import LiveSnapshot
 from streams.app import app
 
 PARTITIONS = int(config.get("OSR_TOPIC_PARTITIONS"))
+log = logging.getLogger(__name__)
 
 
 def _topic(name: str, **kw):
@@ -33,7 +39,27 @@ control_models = _topic(TOPICS.control_models, key_serializer="raw")
 # tuner memory: pipelines.filtering.stage.empty_state), keyed by user id like sensor.raw, written
 # once per person per micro-batch.
 # value_type=bytes: the values are the states' orjson bytes, stored and logged as they are (raw)
-person_states = app.Table("person_states", default=None, partitions=PARTITIONS, value_type=bytes)
+class PersonStates(faust.Table):
+    """The person table, recovered without the late writes of a worker that had lost the partition
+    (pipelines.filtering.state_fence: Faust applies a changelog in order and fences nothing)."""
+
+    late_writes_skipped = 0
+
+    def apply_changelog_batch(self, batch) -> None:
+        super().apply_changelog_batch(e for e in batch if not self._late(e))
+
+    def _late(self, event) -> bool:
+        key = self._to_key(event.key)
+        if is_late_write(self.data.get(key), event.value):
+            PersonStates.late_writes_skipped += 1
+            log.warning("person_states: skipped a late write of %r (changelog %s:%s): its offsets are behind "
+                        "the state already recovered", key, event.message.partition, event.message.offset)
+            return True
+        return False
+
+
+person_states = app.tables.add(PersonStates(app, name="person_states", default=None, beacon=app.tables.beacon,
+                                            partitions=PARTITIONS, value_type=bytes))
 
 #: The live model snapshot, re-checked every few seconds and on control-topic announcements.
 live_snapshot = LiveSnapshot()

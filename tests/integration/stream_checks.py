@@ -70,3 +70,57 @@ def expected_moment_ids(upload_ids, pop) -> set[str]:
 def stream_feature_rows() -> list[tuple[str, str, str]]:
     """(event_id, user_id, device_id) of every stream feature row in the store."""
     return store_rows("SELECT event_id, user_id, device_id FROM features.state_features WHERE source = 'stream'")
+
+
+def where_moments_stand(moment_ids, timeout: float = 60.0) -> dict[str, str]:
+    """For a failing reconciliation: where each moment stands in its person's last logged state (the
+    person_states changelog): still waiting for a device ("pending"), released and remembered
+    ("recent"), or not in the state at all (its uploads never reached it, or it left the memory)."""
+    import json
+    import time
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipelines import config
+    from pipelines.ingest.kafka_clients import consumer_config
+
+    def key_of(raw: bytes) -> str:
+        try:
+            k = json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+        return k if isinstance(k, str) else str(k)
+
+    topic = f"{config.get('OSR_FAUST_APP_ID')}-person_states-changelog"
+    c = Consumer(consumer_config(f"diag-{uuid.uuid4().hex[:8]}"))
+    last: dict[str, dict] = {}
+    try:
+        parts = c.list_topics(topic, timeout=timeout).topics[topic].partitions
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in parts}
+        c.assign([TopicPartition(topic, p, 0) for p in parts])
+        done = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + timeout
+        while len(done) < len(ends) and time.monotonic() < deadline:
+            m = c.poll(1.0)
+            if m is None or m.error():
+                continue
+            if m.value():
+                last[key_of(m.key())] = json.loads(m.value())
+            if m.offset() + 1 >= ends[m.partition()]:
+                done.add(m.partition())
+    finally:
+        c.close()
+    out = {}
+    for mid in moment_ids:
+        user = mid.rsplit(":", 1)[0]
+        st = last.get(user)
+        if st is None:
+            out[mid] = "no logged state for the person"
+        elif mid in (st.get("pending") or {}):
+            out[mid] = f"pending (waiting for devices), partition offsets {st.get('offsets')}"
+        elif any(r[0] == mid for r in st.get("recent") or ()):
+            out[mid] = "recent (released and remembered)"
+        else:
+            out[mid] = f"not in the state; recent {[r[0] for r in st.get('recent') or ()]}"
+    return out

@@ -31,7 +31,8 @@ from pipelines.ops.services import broker as broker_service
 from pipelines.reco import nightly
 from pipelines.synthetic import population as P
 from stream_checks import alive as _alive
-from stream_checks import expected_moment_ids, fused_upload_ids, read_topic, store_rows as _q, stream_feature_rows
+from stream_checks import (expected_moment_ids, fused_upload_ids, read_topic, store_rows as _q, stream_feature_rows,
+                           where_moments_stand)
 from stream_harness import produce_in_background, running_stream, topic
 
 pytestmark = pytest.mark.integration
@@ -234,7 +235,10 @@ def test_counts_reconcile(platform):
     ids = [r[0] for r in rows]
     expected = expected_moment_ids(sent.event_ids, platform["pop"])
     assert len(ids) == len(set(ids))
-    assert set(ids) == expected, f"lost moments {len(expected - set(ids))}, unexpected {len(set(ids) - expected)}"
+    lost = expected - set(ids)
+    assert not lost and set(ids) == expected, (
+        f"lost moments {len(lost)}, unexpected {len(set(ids) - expected)}; where the lost stand: "
+        f"{where_moments_stand(sorted(lost)[:20])}")
     fused = fused_upload_ids(rows)
     (dead,), = _q("SELECT count(*) FROM stream.deadletter WHERE deadletter_id LIKE '%sensor.raw:%'")
     if sorted(fused) != sorted(sent.event_ids):
