@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from pipelines.capacity.admission import AdmissionPlan
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -31,11 +33,13 @@ class Decision:
     t: float
     policy: str
     action: str  # hold / scale_up / scale_down_temporary / scale_down_permanent / restore / admission
+    #: (admission: the admission mode changed, normal / degraded / admission; the workers stay)
     workers_from: int
     workers_to: int
     reason: str
     state: str = "STEADY"  # the planner's state after the decision (STEADY / MIGRATION / PROBATION)
     inputs: dict = field(default_factory=dict)
+    admission: AdmissionPlan | None = None  # set on an "admission" decision: the plan the workers follow from now
 
     @property
     def changes(self) -> bool:

@@ -15,8 +15,14 @@
   smoothed latency is low; first a temporary removal (PROBATION), restored at once if latency
   or backlog rise, permanent after `probation_s` of low latency.
 - Headroom: never planned above `max_utilization` (M/M/c of one record is optimistic near saturation).
-- Bounds: at least `minimum`, at most min(cap, partitions); a need beyond that is reported for
-  admission control (pipelines.capacity.admission).
+- Bounds: at least `minimum`, at most min(cap, partitions).
+- Beyond the cap: when the need is beyond it and the workers are at it, the decision is
+  "admission" with a plan (pipelines.capacity.admission: degraded, then deferring people) for
+  the demand against the capacity at the cap (measured service rate * cap * max_utilization);
+  back to "normal", again an "admission" decision, only when the demand is under
+  `admission_exit` of that capacity (or a scale-up left the cap), so the mode does not flap. While
+  a plan is active the workers do less per record, so their measured rate is scaled back to a
+  normal record's cost (`plan_cost`) before it feeds the service rate.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from pipelines.capacity.admission import AdmissionPlan, plan_admission, plan_cost
 from pipelines.capacity.analyze import Ewma, sla_risk
 from pipelines.capacity.decision import Decision, Observation
 from pipelines.capacity.predict import HourlyModel
@@ -52,6 +59,19 @@ class PlannerConfig:
     #: headroom: M/M/c models one record's service, not the micro-batches, the hold for a person's other
     #: devices or the commit interval, so near saturation it is optimistic; never plan above this utilization
     max_utilization: float = 0.8
+    #: admission control beyond the cap (pipelines.capacity.admission): candidates per person (the
+    #: snapshot's top_n), how many degraded mode scores, and the scoring's share of a record's cost.
+    #: 0.12, measured (README, admission section): in the chain in-process score + tune were 98 of 894
+    #: us per upload (11 %; top 3 of 10 took the score stage from 83 to 27 us), the chain is ~75 % of a
+    #: worker's busy time, and the osr.scores messages, 67 % of the published bytes (1,183 of 1,774 per
+    #: upload; 401 with the top 3), add part of the publish's ~11 %. Deferring saves only the scoring
+    #: here (the filter and features run for everyone), so admission mode can add at most 1/(1-0.12) - 1
+    #: = 14 % capacity; beyond that the plan says so.
+    candidates: int = 10
+    degraded_top_k: int = 3
+    score_share: float = 0.12
+    admission_exit: float = 0.9  # back to normal only when demand <= this * the capacity at the cap
+    admission_step: float = 0.1  # a new admit share is published when it moved by at least this
 
 
 @dataclass
@@ -66,8 +86,11 @@ class Planner:
     _last_up: float = -math.inf
     _probation_from: float | None = None
     _prev_lag: tuple[float, float] | None = None
+    admission: AdmissionPlan = None  # the plan the workers were last told (normal at start)
 
     def __post_init__(self):
+        if self.admission is None:
+            self.admission = AdmissionPlan("normal", None, 1.0, "no admission plan yet")
         self._latency = Ewma(self.config.alpha)
         self._mu = Ewma(self.config.rate_alpha)
         self._mu.add(self.config.service_rate)
@@ -88,8 +111,9 @@ class Planner:
             self._prev_lag = None
 
         latency = self._latency.add(obs.latency_s)
-        if obs.true_rate and obs.settled:
-            self._mu.add(obs.true_rate)
+        if obs.true_rate and obs.settled:  # a record's rate at its normal cost, while a plan lightens it
+            self._mu.add(obs.true_rate * plan_cost(self.admission, candidates=c.candidates,
+                                                   score_share=c.score_share, defer_saves="score"))
         mu = self._mu.value
         growth = 0.0
         if self._prev_lag is not None and obs.t > self._prev_lag[0]:
@@ -125,6 +149,15 @@ class Planner:
 
         if target > obs.workers:
             return self._up(obs, target, "scale_up", reason, inputs)
+        # beyond the cap: the queueing model finds no count within it, or the headroom rule wants more
+        beyond = sizing.needed is None or math.ceil(lam_plan * c.beta / (mu * c.max_utilization)) > cap
+        changed = self._admission(obs, lam_plan, mu, cap, beyond, inputs)
+        if changed is not None:
+            return changed
+        if self.admission.mode != "normal":
+            a = self.admission
+            reason += (f"; admission stays {a.mode} (top {a.top_k} candidates, {a.admit_share:.0%} of people "
+                       f"admitted) until demand <= {c.admission_exit:g} x capacity {inputs['capacity_at_cap']:.1f}/s")
         if target < obs.workers:
             if obs.t - self._last_up < c.warmup_s + c.probation_s:
                 return self._hold(obs, f"scale-down not within {c.warmup_s + c.probation_s:g} s of a scale-up; "
@@ -155,6 +188,37 @@ class Planner:
             return (scaled + backlog,
                     f"reactive: observed {lam_obs:.1f}/s < predicted {now:.1f}/s; prediction scaled to {scaled:.1f}/s")
         return ahead + backlog, f"predictive: {ahead:.1f}/s ahead ({self.model.percentile:g}th pct of the hour)"
+
+    def _admission(self, obs: Observation, lam_plan: float, mu: float, cap: int, beyond: bool,
+                   inputs: dict) -> Decision | None:
+        """An "admission" decision when the admission mode (or the admit share, by admission_step)
+        should change, else None; the current plan goes into the inputs either way."""
+        c = self.config
+        capacity = mu * cap * c.max_utilization / c.beta
+        cur = self.admission
+        if beyond and obs.workers >= cap:
+            plan = plan_admission(lam_plan, capacity, candidates=c.candidates, degraded_top_k=c.degraded_top_k,
+                                  score_share=c.score_share, defer_saves="score")
+            plan = AdmissionPlan(plan.mode, plan.top_k, plan.admit_share,
+                                 f"{plan.reason} ({obs.workers} workers, the cap)")
+        elif obs.workers < cap:
+            plan = AdmissionPlan("normal", None, 1.0, f"{obs.workers} of at most {cap} workers: "
+                                                     f"capacity is added by scaling, not by admission control")
+        else:
+            plan = AdmissionPlan("normal", None, 1.0, f"demand {lam_plan:.1f}/s within capacity {capacity:.1f}/s "
+                                                     f"at the cap")
+        if (plan.mode == "normal" and cur.mode != "normal" and obs.workers >= cap
+                and lam_plan > c.admission_exit * capacity):
+            plan = cur  # hysteresis: stay until demand is clearly under the capacity
+        inputs.update({"admission_mode": plan.mode, "admit_share": plan.admit_share, "top_k": plan.top_k,
+                       "capacity_at_cap": capacity})
+        moved = (plan.mode == cur.mode == "admission"
+                 and abs(plan.admit_share - cur.admit_share) >= c.admission_step)
+        if plan.mode == cur.mode and not moved:
+            return None
+        self.admission = plan
+        why = f"admission {cur.mode} -> {plan.mode}: {plan.reason}"
+        return Decision(obs.t, self.name, "admission", obs.workers, obs.workers, why, self.state, inputs, plan)
 
     def _up(self, obs: Observation, target: int, action: str, reason: str, inputs: dict) -> Decision:
         self.state, self._settled_at, self._last_up, self._probation_from = MIGRATION, None, obs.t, None

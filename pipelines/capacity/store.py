@@ -1,4 +1,5 @@
-"""Knowledge: samples, decisions and the hourly model in the store's `ops` schema (migration 090).
+"""Knowledge: samples, decisions and the hourly model in the store's `ops` schema (migration 090),
+and the admission plan the stream's workers follow (migration 091).
 
 Writes are idempotent by key (upsert_ignore), so a replayed batch of samples or decisions is
 harmless; the hourly model is read back by the planner and rebuilt by the capacity_planning DAG."""
@@ -119,3 +120,55 @@ def rebuild_model_in_store(group: str | None = None, days: int = 14, percentile:
         return rebuild_model(con, group, days=days, percentile=percentile)
     finally:
         con.close()
+
+
+# --- the admission plan the workers follow (migration 091) ---------------------------------------------
+
+def read_plan(con):
+    """(version, AdmissionPlan, decided_at) of the current plan, or None when none was recorded (normal)."""
+    from pipelines.capacity.admission import AdmissionPlan
+
+    row = con.execute("SELECT version, mode, top_k, admit_share, reason, decided_at FROM ops.admission_plans "
+                      "ORDER BY version DESC LIMIT 1").fetchall()
+    if not row:
+        return None
+    version, mode, top_k, share, reason, at = row[0]
+    return int(version), AdmissionPlan(mode, None if top_k is None else int(top_k), float(share), reason), at
+
+
+def write_plan(con, plan, by: str | None = None, decision_id: str | None = None) -> int:
+    """Record `plan` as the current one; returns its version. The same plan as the current one (mode,
+    top_k and share) adds no version, so a replayed decision or a repeated command is harmless."""
+    from pipelines.capacity.admission import AdmissionPlan
+
+    if plan.mode not in ("normal", "degraded", "admission"):
+        raise ValueError(f"admission mode is normal, degraded or admission, not {plan.mode!r}")
+    if not 0.0 < plan.admit_share <= 1.0 or (plan.top_k is not None and plan.top_k < 1):
+        raise ValueError(f"need 0 < admit_share <= 1 and top_k >= 1 or none ({plan.admit_share}, {plan.top_k})")
+    if plan.mode == "normal" and (plan.top_k is not None or plan.admit_share < 1.0):
+        plan = AdmissionPlan("normal", None, 1.0, plan.reason)
+
+    def work(c):
+        cur = read_plan(c)
+        if cur is not None and (cur[1].mode, cur[1].top_k, cur[1].admit_share) == (plan.mode, plan.top_k,
+                                                                                   plan.admit_share):
+            return cur[0]
+        version = (cur[0] if cur else 0) + 1
+        df = pd.DataFrame([{"version": version, "decided_at": datetime.now(), "mode": plan.mode,
+                            "top_k": plan.top_k, "admit_share": float(plan.admit_share), "reason": plan.reason,
+                            "decided_by": by, "decision_id": decision_id}])
+        df["top_k"] = df["top_k"].astype("Int64")
+        upsert_ignore(c, "ops.admission_plans", df)
+        return version
+
+    return transaction(con, work)
+
+
+def admission_recorder(con, run_id: str):
+    """What the capacity loop calls with an "admission" decision: the plan into the store (its
+    decision id as write_decisions gives it), returning the outcome line for the decision."""
+    def record(d: Decision) -> str:
+        version = write_plan(con, d.admission, by=run_id, decision_id=f"{run_id}:{d.policy}:{d.t:.3f}")
+        return f"admission plan version {version} ({d.admission.mode}) recorded for the workers"
+
+    return record

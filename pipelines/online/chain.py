@@ -12,6 +12,12 @@ touched person's state once.
 Push only while the state holds: when a person's later moment is already known (a backlog, or
 a moment released late), the earlier moment's push is dropped if the person's state has moved
 on since (pipelines.online.staleness), with the reason recorded as the decision.
+
+Beyond the capacity of the capped workers (pipelines.capacity.admission, the plan the capacity
+loop records and `admission_follow` hands the worker): degraded mode scores only each person's
+top_k candidates by the preference pre-rank; admission mode also defers the scoring of the
+lowest-priority people to a later batch, their moments kept in their state
+(pipelines.capacity.deferral). No plan, or a normal one, runs exactly as without.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 
 from pipelines import config
+from pipelines.capacity import deferral
+from pipelines.capacity.admission import AdmissionPlan
 from pipelines.contracts import TOPICS, DeadLetter, FeatureRow, Notification, ScoredEvent, TunerDecision
 from pipelines.filtering.stage import Arrival, admit, remember
 from pipelines.online.features import FEATURE_COLUMNS, features_stage, next_history
@@ -48,6 +56,9 @@ class ChainOut:
     approved: list[Notification] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    deferred: int = 0  # moments whose scoring waits for a later batch (admission control)
+    degraded: int = 0  # moments scored on fewer candidates than they have (degraded mode)
+    late: int = 0  # moments scored this batch after waiting
 
     @property
     def stale(self) -> int:
@@ -100,47 +111,113 @@ class Chain:
         self.hold_s = hold_s
 
     def run(self, by_person: dict[str, list[Arrival]], state_of, snapshot, now=None,
-            ticks: dict[str, str] | None = None) -> ChainOut:
+            ticks: dict[str, str] | None = None, admission: AdmissionPlan | None = None) -> ChainOut:
         """by_person: each person's arrivals in partition order (a person with an empty list is only
         checked for moments held too long); state_of: person -> stored state or None; now: the stream
         time (see stage.admit), one float for everyone or {person: float | None}; ticks: {person: source
-        of the tick record} for people looked at because of a tick."""
+        of the tick record} for people looked at because of a tick; admission: the capacity loop's
+        current plan (None: normal)."""
         out = ChainOut()
         clock = time.perf_counter
         t0 = clock()
         rows: list[FeatureRow] = []
         latest: dict[str, FeatureRow] = {}
+        waiting: dict[str, list] = {}  # person -> (row, batches waited) of moments whose scoring waited
+        own: dict[str, list[FeatureRow]] = {}
+        sources: dict[str, list[str]] = {}
         for person, arrivals in by_person.items():
             when = now.get(person) if isinstance(now, dict) else now
-            taken = take_person(arrivals, state_of(person) or None, snapshot, when, self.hold_s, clock,
-                                (ticks or {}).get(person))
+            before = state_of(person) or None
+            tick = (ticks or {}).get(person)
+            taken = take_person(arrivals, before, snapshot, when, self.hold_s, clock, tick)
             out.dead += taken.dead
             out.seconds["features"] += taken.features_s
-            if taken.state is None:
+            sources[person] = [*([tick] if tick else []), *(a.source for a in arrivals)]
+            waited = deferral.waiting(before, sources[person])
+            if waited:
+                waiting[person] = waited
+            state = taken.state if taken.state is not None else (dict(before) if waited else None)
+            if state is None:
                 continue
             rows += taken.rows
-            if taken.state["recent"]:
-                latest[person] = dict(zip(FEATURE_COLUMNS, taken.state["recent"][-1][2]))
-            out.states[person] = taken.state
+            own[person] = taken.rows
+            if state["recent"]:
+                latest[person] = dict(zip(FEATURE_COLUMNS, state["recent"][-1][2]))
+            out.states[person] = state
         out.seconds["filter"] = clock() - t0 - out.seconds["features"]
         out.features = rows
 
+        plan = admission if admission is not None else deferral.NORMAL
+        normal = deferral.is_normal(plan) and not waiting
+        waits: dict[str, int] = {}
+        to_score = rows
+        if not normal:  # someone's scoring waited, or a plan limits this batch's: pick what is scored
+            to_score = self._admit(plan, out, own, waiting, sources, waits)
+
         t2 = clock()
-        scored, dead = score_stage(rows, snapshot)
+        scored, dead = score_stage(to_score, snapshot, top_k=plan.top_k)
         out.scored, out.dead = scored, out.dead + dead
         t3 = clock()
         out.seconds["score"] = t3 - t2
 
-        by_id = {r["event_id"]: r for r in rows}
+        by_id = {r["event_id"]: r for r in to_score}
         for s in scored:
             st = out.states[s["user_id"]]
+            decided_before = not normal and s["event_id"] in ((st["tuner"] or {}).get("decided") or {})
             note, decision, st["tuner"] = self.tuner.decision(
                 s, snapshot, st["tuner"], scored_state=by_id[s["event_id"]], latest_state=latest.get(s["user_id"]))
+            if not normal:
+                self._note(plan, s, decision, st, snapshot, waits.get(s["event_id"], 0), decided_before, out)
             out.decisions.append(decision)
             if note is not None:
                 out.approved.append(note)
         out.seconds["tune"] = clock() - t3
         return out
+
+    @staticmethod
+    def _admit(plan: AdmissionPlan, out: ChainOut, own: dict, waiting: dict, sources: dict,
+               waits: dict[str, int]) -> list[FeatureRow]:
+        """Split the batch's people into admitted (scored now, waiting moments first) and deferred
+        (their moments kept in their state); fills waits {event id: batches waited}."""
+        per_person = {p: deferral.merge(waiting.get(p, []), own.get(p, [])) for p in out.states}
+        people = [p for p, r in per_person.items() if r]
+        if plan.admit_share < 1.0:
+            prio = {p: deferral.priority(out.states[p], per_person[p]) for p in people}
+            admitted, deferred = plan.admit(people, prio)
+        else:
+            admitted, deferred = people, []
+        for p in deferred:
+            deferral.defer(out.states[p], per_person[p])
+            out.deferred += len(per_person[p])
+        chosen = set(admitted)
+        to_score: list[FeatureRow] = []
+        for p in people:  # in the batch's order, not by priority: the output order stays the stream's
+            if p not in chosen:
+                continue
+            deferral.admitted(out.states[p], per_person[p], sources.get(p, []))
+            for row, w in per_person[p]:
+                to_score.append(row)
+                if w:
+                    waits[row["event_id"]] = w
+        out.late += len(waits)
+        return to_score
+
+    @staticmethod
+    def _note(plan: AdmissionPlan, scored: ScoredEvent, decision: TunerDecision, st: dict, snapshot,
+              waited: int, decided_before: bool, out: ChainOut) -> None:
+        """A degraded or deferred moment's decision says so in its reason (also in the tuner's memory,
+        so a replay and `osr tuner explain` show the same); the person's priority is kept."""
+        n = len(snapshot.topn.get(scored["user_id"], snapshot.popular)[0])
+        if plan.top_k is not None and n > plan.top_k:
+            out.degraded += 1
+        if not deferral.is_normal(plan):
+            deferral.note_best(st, scored)
+        extra = deferral.annotation(waited, plan.top_k, n)
+        if extra and not decided_before:
+            decision["reason"] += extra
+            entry = ((st["tuner"] or {}).get("decided") or {}).get(scored["event_id"])
+            if entry is not None and len(entry) > 2:
+                entry[2] = decision["reason"]
 
 
 class HeldPeople:
@@ -169,13 +246,14 @@ class HeldPeople:
 
     def update(self, person: str, partition: int, state: dict) -> None:
         people = self.by_partition.setdefault(partition, set())
-        if state.get("pending"):
+        if state.get("pending") or state.get("deferred"):  # a device to wait for, or a score (admission)
             people.add(person)
         else:
             people.discard(person)
         prefix = _tick_prefix()
-        for entry in state.get("recent") or ():
-            released_by = entry[3] if len(entry) > 3 else None
+        released = [entry[3] if len(entry) > 3 else None for entry in state.get("recent") or ()]
+        released += (state.get("late") or {}).get("by") or []  # the tick that scored deferred moments late
+        for released_by in released:
             if released_by and released_by.startswith(prefix):
                 self.by_tick.setdefault(released_by, set()).add(person)
                 self._prune(released_by)
@@ -209,6 +287,7 @@ class BatchTiming:
     def reset(self) -> None:
         self.batches = self.records = self.ticks = self.moments = 0
         self.chain_s = self.state_ack_s = self.publish_s = 0.0
+        self.deferred = self.degraded = 0
 
     def add(self, records: int, moments: int, chain_s: float, state_ack_s: float, publish_s: float,
             ticks: int = 0) -> None:
@@ -220,6 +299,11 @@ class BatchTiming:
         self.state_ack_s += state_ack_s
         self.publish_s += publish_s
 
+    def note_admission(self, out: ChainOut) -> None:
+        """Count a batch's deferred and degraded moments (admission control; shown only when any)."""
+        self.deferred += out.deferred
+        self.degraded += out.degraded
+
     def report(self) -> str | None:
         if not self.batches:
             return None
@@ -228,5 +312,7 @@ class BatchTiming:
                 f"{self.moments} moments; "
                 f"per batch: chain {1000 * self.chain_s / b:.1f} ms, state ack {1000 * self.state_ack_s / b:.1f} ms, "
                 f"publish {1000 * self.publish_s / b:.1f} ms")
+        if self.deferred or self.degraded:  # after the figures the capacity monitor parses
+            line += f"; admission: {self.deferred} deferred, {self.degraded} degraded"
         self.reset()
         return line

@@ -43,18 +43,20 @@ def model_frame(rows: pd.DataFrame, categories: dict[str, list[str]]) -> pd.Data
     return X
 
 
-def score_stage(feature_rows: list[FeatureRow], snapshot) -> tuple[list[ScoredEvent], list[dict]]:
+def score_stage(feature_rows: list[FeatureRow], snapshot, top_k: int | None = None
+                ) -> tuple[list[ScoredEvent], list[dict]]:
     """score_batch that never stops the agent: if the batch fails, each row is scored alone and the
-    rows that still fail become dead letters, so the good rows of a micro-batch are always scored."""
+    rows that still fail become dead letters, so the good rows of a micro-batch are always scored.
+    top_k: score only each row's top_k candidates by the pre-rank (`candidates`; None: all)."""
     try:
-        return score_batch(feature_rows, snapshot), []
+        return score_batch(feature_rows, snapshot, top_k=top_k), []
     except Exception:  # noqa: BLE001
         pass
 
     scored, dead = [], []
     for row in feature_rows:
         try:
-            scored += score_batch([row], snapshot)
+            scored += score_batch([row], snapshot, top_k=top_k)
         except Exception as exc:  # noqa: BLE001
             dead.append(deadletter_record(json.dumps(row, default=str)[:10_000],
                                           f"score error: {exc.__class__.__name__}: {exc}", f"state.features:{row.get('event_id')}"))
@@ -98,12 +100,27 @@ def _item_columns(snapshot) -> _ItemColumns:
     return cached[1]
 
 
-def model_matrix(feature_rows: list[FeatureRow], snapshot) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def candidates(snapshot, user_id: str, top_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A person's candidates (item ids, preferences): their top-N, or the popular items.
+
+    top_k (degraded mode, pipelines.capacity.admission): only the top_k by the pre-rank, which is
+    the preference part of the score (the ALS factor model's, already computed by the nightly batch,
+    so ranking by it costs nothing at stream time), highest first, ties in the list's own order;
+    the propensity model then runs on those only. None: every candidate, as listed."""
+    cands = snapshot.topn.get(user_id, snapshot.popular)
+    if top_k is None or len(cands[0]) <= top_k:
+        return cands
+    best = np.argsort(-np.asarray(cands[1], dtype=float), kind="stable")[:top_k]
+    return cands[0][best], cands[1][best]
+
+
+def model_matrix(feature_rows: list[FeatureRow], snapshot, top_k: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The propensity model's input for every (feature row, candidate) as one float matrix, the same
     values `model_frame` gives LightGBM (categoricals as their codes among the training levels), built
     from numpy columns: pandas cost ~20 ms per micro-batch, most of a small batch's time.
     Returns (X, item ids, preferences, item categories, candidates per row)."""
-    cands = [snapshot.topn.get(f["user_id"], snapshot.popular) for f in feature_rows]
+    cands = [candidates(snapshot, f["user_id"], top_k) for f in feature_rows]
     sizes = np.array([len(c[0]) for c in cands], dtype=np.int64)
     items = np.concatenate([c[0] for c in cands]).astype(object)
     preference = np.concatenate([c[1] for c in cands]).astype(float)
@@ -122,8 +139,10 @@ def model_matrix(feature_rows: list[FeatureRow], snapshot) -> tuple[np.ndarray, 
     return X, items, preference, category, sizes
 
 
-def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "product") -> list[ScoredEvent]:
-    """Score every candidate of every feature row: one ScoredEvent per input row, in input order.
+def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "product",
+                top_k: int | None = None) -> list[ScoredEvent]:
+    """Score every candidate of every feature row (top_k: only the pre-rank's best top_k, see
+    `candidates`): one ScoredEvent per input row, in input order.
 
     Per row, not grouped by event id: two uploads that share an event id (a redelivery, or one
     reused by someone else) must never merge into one scored moment with every item twice.
@@ -131,7 +150,7 @@ def score_batch(feature_rows: list[FeatureRow], snapshot, combine: str = "produc
     """
     if not feature_rows:
         return []
-    X, item_ids, preference, category, sizes = model_matrix(feature_rows, snapshot)
+    X, item_ids, preference, category, sizes = model_matrix(feature_rows, snapshot, top_k)
     propensity = np.asarray(snapshot.booster.predict(X, num_threads=1), dtype=float)
     raw = COMBINERS[combine](preference, propensity)
     lo, hi = snapshot.raw_range

@@ -90,6 +90,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "ops.capacity_worker_samples": ("sample_id", "worker"),
     "ops.capacity_decisions": ("decision_id",),
     "ops.capacity_model": ("model_id", "hour"),
+    "ops.admission_plans": ("version",),
     "ops.repartition_runs": ("run_id",),
 }
 

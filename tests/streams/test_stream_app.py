@@ -18,6 +18,7 @@ TASKS = {
     ("streams.agents.control", "rate_limit_library_logs"),
     ("streams.agents.moments", "tick"),
     ("streams.agents.moments", "follow_tuner_rules"),
+    ("streams.agents.moments", "follow_admission_plan"),
     ("streams.agents.moments", "log_batch_timing"),
 }
 

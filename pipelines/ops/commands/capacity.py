@@ -1,4 +1,4 @@
-"""`osr capacity status|plan|history`: the capacity loop's view for an operator, and the real effectors.
+"""`osr capacity status|plan|history|admission`: the capacity loop's view for an operator, and the real effectors.
 
 The logic is pipelines.capacity; this module wires it to real Faust workers (pipelines.ops.demo's
 start/stop, the only place that knows how a worker is started) and prints.
@@ -48,18 +48,35 @@ def _group_topic(args) -> tuple[str, str]:
     return args.group or config.get("OSR_FAUST_APP_ID"), args.topic or config.topic(TOPICS.sensor_raw)
 
 
+def admission_status(con) -> dict:
+    """The admission plan the workers follow (ops.admission_plans; none recorded: normal)."""
+    from pipelines.capacity.store import read_plan
+
+    found = read_plan(con)
+    if found is None:
+        return {"mode": "normal", "top_k": None, "admit_share": 1.0, "reason": "no admission plan recorded",
+                "version": None, "decided_at": None}
+    version, plan, at = found
+    return {"mode": plan.mode, "top_k": plan.top_k, "admit_share": plan.admit_share, "reason": plan.reason,
+            "version": version, "decided_at": at}
+
+
 def cmd_status(args) -> int:
     from pipelines.capacity.monitor import Monitor
     from pipelines.store.db import connect
 
     group, topic = _group_topic(args)
-    mon = Monitor(group, topic, index_timestamps=False)
+    out: dict = {"group": group, "topic": topic}
     try:
-        s = mon.sample()
-    finally:
-        mon.close()
-    out = {"group": group, "topic": topic, "partitions": s.partitions, "group_state": s.group_state,
-           "members": s.members, "lag": s.lag, "end_offsets": s.end_offsets, "committed": s.committed}
+        mon = Monitor(group, topic, index_timestamps=False)
+        try:
+            s = mon.sample()
+        finally:
+            mon.close()
+        out.update({"partitions": s.partitions, "group_state": s.group_state, "members": s.members, "lag": s.lag,
+                    "end_offsets": s.end_offsets, "committed": s.committed})
+    except Exception as exc:  # noqa: BLE001 - the store's view (the admission plan) is still worth printing
+        out["broker"] = f"unavailable: {exc}"
     try:
         con = connect(read_only=True)
         try:
@@ -67,6 +84,7 @@ def cmd_status(args) -> int:
                                "WHERE action <> 'hold' ORDER BY ts DESC LIMIT 1").fetchone()
             rate = con.execute("SELECT avg(arrival_rate), avg(true_rate) FROM ops.capacity_samples "
                                "WHERE group_id = ? AND ts >= now() - INTERVAL 10 MINUTE", [group]).fetchone()
+            out["admission"] = admission_status(con)
         finally:
             con.close()
         out["last_action"] = dict(zip(("ts", "policy", "action", "from", "to", "reason"), last)) if last else None
@@ -74,6 +92,34 @@ def cmd_status(args) -> int:
     except Exception as exc:  # noqa: BLE001 - the broker's view is still worth printing
         out["store"] = f"unavailable: {exc}"
     print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def cmd_admission(args) -> int:
+    """Record an admission plan by hand (the workers follow it within a poll; the planner's next
+    admission decision replaces it): e.g. end a degraded mode the loop left behind when it stopped."""
+    import getpass
+
+    from pipelines.capacity.admission import AdmissionPlan
+    from pipelines.capacity.store import write_plan
+    from pipelines.store.db import connect, migrate
+
+    if args.mode == "normal":
+        plan = AdmissionPlan("normal", None, 1.0, args.reason or "set by hand: normal")
+    else:
+        share = 1.0 if args.mode == "degraded" else args.share
+        if share is None:
+            raise ValueError("admission mode needs --share (the share of people scored per batch, 0-1]")
+        plan = AdmissionPlan(args.mode, args.top_k, share,
+                             args.reason or f"set by hand: {args.mode}, top {args.top_k}, admit {share:.0%}")
+    con = connect()
+    try:
+        migrate(con)
+        version = write_plan(con, plan, by=f"osr capacity admission ({getpass.getuser()})")
+        out = admission_status(con)
+    finally:
+        con.close()
+    print(json.dumps({**out, "version": version}, default=str))
     return 0
 
 
@@ -139,7 +185,8 @@ def cmd_history(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("capacity", help="capacity planning: live status, the hourly plan, decision history")
     sub = p.add_subparsers(dest="capacity_cmd", required=True)
-    st = sub.add_parser("status", help="the stream group's lag and membership from the broker, the last action")
+    st = sub.add_parser("status", help="the stream group's lag and membership from the broker, the last action, "
+                                       "the admission mode and its reason")
     st.add_argument("--group", help="consumer group (default OSR_FAUST_APP_ID)")
     st.add_argument("--topic", help="input topic (default the prefixed sensor.raw)")
     st.set_defaults(func=cmd_status)
@@ -153,6 +200,12 @@ def register(subparsers) -> None:
                     help="most workers (default: the partitions)")
     pl.add_argument("--json", action="store_true")
     pl.set_defaults(func=cmd_plan)
+    ad = sub.add_parser("admission", help="record the admission plan the stream's workers follow (by hand)")
+    ad.add_argument("mode", choices=("normal", "degraded", "admission"))
+    ad.add_argument("--top-k", type=int, default=3, help="candidates scored per person (default 3)")
+    ad.add_argument("--share", type=float, help="admission: share of people scored per micro-batch, (0, 1]")
+    ad.add_argument("--reason", help="why (recorded with the plan)")
+    ad.set_defaults(func=cmd_admission)
     hi = sub.add_parser("history", help="the capacity decisions with their reasons and outcomes")
     hi.add_argument("--limit", type=int, default=30)
     hi.add_argument("--all", action="store_true", help="include holds")

@@ -40,20 +40,21 @@ scored_moments AS (                                                  -- logic
 ),
 classified AS (
     SELECT event_id, approved, reason,
+           -- classified without the admission-control note a deferred / degraded moment carries (" [deferred ...]")
            CASE
                WHEN approved                          THEN 'approved'
-               WHEN reason LIKE '%under threshold'    THEN 'under_threshold'
-               WHEN reason = 'quiet hours'            THEN 'quiet_hours'
-               WHEN reason = 'opted out'              THEN 'opted_out'
-               WHEN reason LIKE 'daily cap%'          THEN 'daily_cap'
-               WHEN reason LIKE 'similar item%'       THEN 'min_gap'
-               WHEN reason LIKE 'stale%'              THEN 'stale'
-               WHEN reason LIKE 'late event%'         THEN 'late_event'
-               WHEN reason = 'no candidate'           THEN 'no_candidate'
-               WHEN reason LIKE 'tuner error%'        THEN 'tuner_error'
+               WHEN base_reason LIKE '%under threshold'    THEN 'under_threshold'
+               WHEN base_reason = 'quiet hours'            THEN 'quiet_hours'
+               WHEN base_reason = 'opted out'              THEN 'opted_out'
+               WHEN base_reason LIKE 'daily cap%'          THEN 'daily_cap'
+               WHEN base_reason LIKE 'similar item%'       THEN 'min_gap'
+               WHEN base_reason LIKE 'stale%'              THEN 'stale'
+               WHEN base_reason LIKE 'late event%'         THEN 'late_event'
+               WHEN base_reason = 'no candidate'           THEN 'no_candidate'
+               WHEN base_reason LIKE 'tuner error%'        THEN 'tuner_error'
                ELSE 'other'
            END AS reason_class
-    FROM decisions
+    FROM (SELECT *, regexp_replace(reason, ' \[[^\]]*\]$', '') AS base_reason FROM decisions)
 ),
 outcome_feed AS (
     SELECT max(exposed_at) AS last_outcome_at FROM outcomes
