@@ -40,6 +40,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OSR_STREAM_WITHIN_S": ("0.01", "longest a micro-batch waits to fill before it is processed (adds at most this to the latency)"),
     "OSR_CONSUMER_FETCH_WAIT_MS": ("10", "the worker consumer's fetch.max.wait (Faust hard-codes 1500 ms, which adds up to 1.5 s per hop under load)"),
     "OSR_MOMENT_HOLD_S": ("2", "seconds a moment waits for the rest of a person's devices before it is fused with the devices that reported"),
+    "OSR_STREAM_TRACE": ("0", "1: a worker logs the sensor.raw partitions and offsets of every micro-batch (a debugging aid: which worker took which record, in which order)"),
     "OSR_STREAM_LOG_S": ("10", "seconds between a worker's log lines on what its micro-batches cost (records per batch, chain, state ack, publish)"),
     "OSR_TICK_S": ("0.5", "seconds between a worker's ticks (they release moments held past OSR_MOMENT_HOLD_S on quiet partitions)"),
     "OSR_SNAPSHOT_POLL_S": ("5", "seconds between a worker's checks of the LIVE pointer (announcements on control.models reload at once)"),

@@ -15,6 +15,7 @@ import time
 import orjson
 
 from pipelines import config
+from pipelines.capacity.admission_follow import AdmissionFollower
 from pipelines.contracts import TOPICS
 from pipelines.filtering.stage import Arrival
 from pipelines.ingest.kafka_clients import partition_for_key
@@ -27,6 +28,7 @@ from streams.topics import (PARTITIONS, live_snapshot, osr_scores, person_states
 
 log = logging.getLogger(__name__)
 rules = RulesFollower()  # `osr tuner set` reaches running workers through the store, no restart
+admission_plan = AdmissionFollower()  # the capacity loop's plan beyond the cap (degrade / defer), through the store
 chain = Chain(TunerStage(rules=rules), hold_s=float(config.get("OSR_MOMENT_HOLD_S")))
 timing = BatchTiming()  # logged every OSR_STREAM_LOG_S: what a batch costs, where
 held = HeldPeople()
@@ -36,11 +38,23 @@ TICKS = config.topic(TOPICS.stream_ticks)
 #: A partition whose ticks come but no record for this long is idle: nothing can be behind (3 holds).
 IDLE_S = 3 * float(config.get("OSR_MOMENT_HOLD_S"))
 RAW = config.topic(TOPICS.sensor_raw)
+TRACE = config.get("OSR_STREAM_TRACE") == "1"
+
+
+def _offsets_by_partition(events) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for ev in events:
+        if ev.message.topic == RAW:
+            out.setdefault(ev.message.partition, []).append(ev.message.offset)
+    return out
 
 
 def _key(key) -> str:
     return key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
 
+
+#: How many rebalances this worker had gone through at its last batch.
+seen = {"rebalances": -1}
 
 #: The last sensor.raw offset this worker processed, per partition (a tick asks whether it is caught up).
 last_offset: dict[int, int] = {}
@@ -104,6 +118,11 @@ async def process(stream):
     async for events in stream.take_events(BATCH, within=WITHIN_S):
         now = time.time()
         # partitions gained (at start, or from a worker that died) bring recovered people whose moments wait
+        if app.rebalancing_count != seen["rebalances"]:
+            # a partition lost and regained between two batches looks unchanged, yet its table was
+            # recovered again and may hold moments another worker left waiting: look at everyone again
+            seen["rebalances"] = app.rebalancing_count
+            held.sync(set(), lambda: (), lambda k: 0)
         held.sync({tp.partition for tp in app.assignor.assigned_actives() if tp.topic == RAW},
                   lambda: ((k, load_state(v)) for k, v in person_states.data.items()),
                   lambda k: partition_for_key(k.encode(), PARTITIONS))
@@ -133,9 +152,12 @@ async def process(stream):
             stream_time[m.partition] = max(stream_time.get(m.partition, 0.0), m.timestamp)
             last_offset[m.partition] = m.offset
             last_record_at[m.partition] = time.monotonic()
+        if TRACE:
+            log.info("trace: batch %s", {p: o for p, o in sorted(_offsets_by_partition(events).items())})
         t0 = time.perf_counter()
         out = chain.run(by_person, lambda k: load_state(person_states.data.get(k)), live_snapshot.refresh(),
-                        now={p: stream_time.get(partition[p]) for p in by_person}, ticks=ticks)
+                        now={p: stream_time.get(partition[p]) for p in by_person}, ticks=ticks,
+                        admission=admission_plan.current())
         t1 = time.perf_counter()
         # State first, durably; results after. A crash in between replays the batch's records onto the
         # logged state, which re-emits what they released (pipelines.filtering.stage, "Redelivery"),
@@ -155,6 +177,7 @@ async def process(stream):
         await asyncio.gather(*sent)
         n_ticks = sum(ev.message.topic == TICKS for ev in events)
         timing.add(len(events) - n_ticks, len(out.decisions), t1 - t0, t2 - t1, time.perf_counter() - t2, n_ticks)
+        timing.note_admission(out)
 
 
 @app.timer(float(config.get("OSR_TICK_S")))
@@ -170,6 +193,12 @@ async def tick() -> None:
 async def follow_tuner_rules() -> None:
     """Re-read the tuner rules when their version moved (a blocking store read, so in a thread)."""
     await asyncio.get_running_loop().run_in_executor(None, rules.refresh)
+
+
+@app.timer(admission_plan.poll_s)
+async def follow_admission_plan() -> None:
+    """Re-read the admission plan the capacity loop recorded (a blocking store read, so in a thread)."""
+    await asyncio.get_running_loop().run_in_executor(None, admission_plan.refresh)
 
 
 @app.timer(float(config.get("OSR_STREAM_LOG_S")))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import orjson
-from conftest import topics
+import streams.topics as topics
 
 from pipelines.filtering.stage import empty_state
 
