@@ -18,15 +18,18 @@ from pipelines import config
 from pipelines.capacity.admission_follow import AdmissionFollower
 from pipelines.contracts import TOPICS
 from pipelines.filtering.stage import Arrival
+from pipelines.ingest import offset_holes
 from pipelines.ingest.kafka_clients import partition_for_key
 from pipelines.online.chain import BatchTiming, Chain, HeldPeople
 from pipelines.online.tuner import TunerStage
 from pipelines.online.tuner_rules import RulesFollower
+from pipelines.rate_limited_log import RateLimitedLog
 from streams.app import app
 from streams.topics import (PARTITIONS, live_snapshot, osr_scores, person_states, push_approved, sensor_deadletter,
                             state_features, stream_ticks, tuner_decisions, uploads_and_ticks)
 
 log = logging.getLogger(__name__)
+noisy = RateLimitedLog(log)
 rules = RulesFollower()  # `osr tuner set` reaches running workers through the store, no restart
 admission_plan = AdmissionFollower()  # the capacity loop's plan beyond the cap (degrade / defer), through the store
 chain = Chain(TunerStage(rules=rules), hold_s=float(config.get("OSR_MOMENT_HOLD_S")))
@@ -39,6 +42,7 @@ TICKS = config.topic(TOPICS.stream_ticks)
 IDLE_S = 3 * float(config.get("OSR_MOMENT_HOLD_S"))
 RAW = config.topic(TOPICS.sensor_raw)
 TRACE = config.get("OSR_STREAM_TRACE") == "1"
+WATERMARK = "#sensor.raw offset of partition "
 
 
 def _offsets_by_partition(events) -> dict[int, list[int]]:
@@ -112,6 +116,41 @@ def _save(person: str, state: dict, partition: int):
     return person_states.send_changelog(partition, person, value)  # a future of the broker's ack
 
 
+def _person(key) -> str:
+    """The table key of a record's person; a hostile key shaped like a watermark's is taken under
+    another key, so its state never replaces the mark (it is dead-lettered for its key)."""
+    person = _key(key)
+    return "\x00" + person if person.startswith(WATERMARK) else person
+
+
+def _mark_key(p: int) -> str:
+    """The table key of a partition's watermark (the last sensor.raw offset processed, logged with the
+    batch, so the partition's next owner knows it too). Not a person: a record keyed like this is
+    taken under another key (so its state never replaces the mark) and dead-lettered for its key."""
+    return f"{WATERMARK}{p}"
+
+
+def watermarks(parts: set[int]) -> dict[int, int]:
+    out = {}
+    for p in parts:
+        mark = load_state(person_states.data.get(_mark_key(p)))
+        if mark and isinstance(mark.get("pos"), int):
+            out[p] = mark["pos"]
+    return out
+
+
+async def read_holes(holes: dict[int, tuple[int, int]]) -> list:
+    """The skipped records, read back from the broker (in a thread); retried until the broker answers:
+    going on without them would lose them for good."""
+    log.warning("process: sensor.raw offsets committed past without being processed, reading them back: %s", holes)
+    while True:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, offset_holes.fetch, RAW, holes)
+        except (TimeoutError, OSError, RuntimeError) as exc:
+            noisy.warning("process: cannot read back %s yet (%s); retrying", holes, exc)
+            await asyncio.sleep(1.0)
+
+
 @app.agent(uploads_and_ticks)
 async def process(stream):
     """validate -> fuse a person's devices -> features -> score -> tune, one call per micro-batch."""
@@ -130,6 +169,17 @@ async def process(stream):
         partition: dict[str, int] = {}
         stream_time: dict[int, float] = {}  # per partition: the newest record time, or now on a caught-up tick
         ticks: dict[str, str] = {}  # person -> the tick record that made us look at them
+        # records Faust committed past without delivering them (pipelines.ingest.offset_holes) come first
+        pairs = [(ev.message.partition, ev.message.offset) for ev in events if ev.message.topic == RAW]
+        marks = watermarks({p for p, _ in pairs})
+        holes = offset_holes.missing(marks, pairs)
+        found = await read_holes(holes) if holes else []
+        for r in found:
+            person = _person(r.key)
+            by_person.setdefault(person, []).append(Arrival(r.value, f"{RAW}:{r.partition}:{r.offset}", person,
+                                                            r.timestamp_s))
+            partition[person] = r.partition
+            stream_time[r.partition] = max(stream_time.get(r.partition, 0.0), r.timestamp_s)
         # records before ticks: a tick asks whether the worker has caught up, so it must see the offsets
         # of the batch's own records
         for ev in sorted(events, key=lambda e: e.message.topic == TICKS):
@@ -145,7 +195,7 @@ async def process(stream):
                     partition.setdefault(person, m.partition)
                     ticks.setdefault(person, source)
                 continue
-            person = _key(m.key)
+            person = _person(m.key)
             by_person.setdefault(person, []).append(
                 Arrival(ev.value, f"{m.topic}:{m.partition}:{m.offset}", person, m.timestamp))
             partition[person] = m.partition
@@ -163,6 +213,8 @@ async def process(stream):
         # logged state, which re-emits what they released (pipelines.filtering.stage, "Redelivery"),
         # so nothing released is lost and nothing is decided twice (the tuner's memory is in the state).
         logged = [_save(person, state, partition[person]) for person, state in out.states.items()]
+        logged += [_save(_mark_key(p), {"pos": o}, p)
+                   for p, o in offset_holes.advanced(marks, [(r.partition, r.offset) for r in found] + pairs).items()]
         await asyncio.gather(*logged)
         t2 = time.perf_counter()
         for person, state in out.states.items():

@@ -1,0 +1,55 @@
+"""Records Faust committed past without delivering: the process agent finds them from its logged
+watermark and reads them back before the batch (pipelines.ingest.offset_holes)."""
+
+from __future__ import annotations
+
+from agent_harness import run_batch, sent, upload_record
+from test_stream_moments import moment
+
+import streams.topics as topics
+from pipelines.ingest import offset_holes
+from pipelines.ingest.offset_holes import Record
+from streams.agents import moments
+
+
+def test_holes_are_the_offsets_between_the_watermark_and_the_batch():
+    assert offset_holes.missing({3: 167}, [(3, 169), (3, 170)]) == {3: (168, 168)}
+    assert offset_holes.missing({3: 167}, [(3, 168), (3, 170)]) == {3: (169, 169)}  # inside the batch
+    assert offset_holes.missing({3: 167}, [(3, 150), (3, 168)]) == {}  # a redelivery, then the next one
+    assert offset_holes.missing({}, [(3, 500)]) == {}  # no watermark yet (a partition never processed)
+    assert offset_holes.advanced({3: 167, 1: 4}, [(3, 169), (3, 168)]) == {3: 169}
+
+
+async def test_a_skipped_upload_is_read_back_and_fused_with_its_partner(outbox, changelog, live, uploads, people,
+                                                                        monkeypatch, holes_read_back):
+    user = people["known"]
+    earlier = moment(uploads, user, 0)
+    phone, watch = moment(uploads, user, 1)
+    await run_batch([upload_record(u, k) for k, u in enumerate(earlier)], outbox, monkeypatch)  # offsets 0, 1
+    p = upload_record(earlier[0], 0).partition
+    assert moments.watermarks({p}) == {p: 1}
+
+    skipped = upload_record(phone, 2)  # committed past by Faust, never delivered
+    monkeypatch.setattr(moments.offset_holes, "fetch", lambda topic, holes, timeout=30.0: (
+        holes_read_back.append(dict(holes)),
+        [Record(skipped.partition, 2, skipped.key, skipped.value, phone["ts"][0])])[1])
+    await run_batch([upload_record(watch, 3)], outbox, monkeypatch)
+
+    assert holes_read_back == [{p: (2, 2)}]
+    rows = [row for _k, row in sent(outbox["state_features"])]
+    assert [r["device_id"] for r in rows][-1] == f"{user}-phone+{user}-watch"  # not the watch alone
+    assert moments.watermarks({p}) == {p: 3}
+    assert moments.load_state(topics.person_states.data[user])["offsets"] == {f"{moments.RAW}:{p}": 3}
+
+
+async def test_a_record_keyed_like_a_watermark_is_dead_lettered_and_leaves_the_mark(outbox, changelog, live, uploads,
+                                                                                    people, monkeypatch):
+    user = people["known"]
+    first = moment(uploads, user, 0)
+    await run_batch([upload_record(u, k) for k, u in enumerate(first)], outbox, monkeypatch)
+    p = upload_record(first[0], 0).partition
+    hostile = upload_record(moment(uploads, user, 1)[0], 2, key=f"{moments.WATERMARK}{p}".encode(), partition=p)
+    await run_batch([hostile], outbox, monkeypatch)
+    [(_k, letter)] = sent(outbox["sensor_deadletter"])
+    assert letter["source"] == hostile.source and "key" in letter["reason"]
+    assert moments.watermarks({p}) == {p: 2}  # still a watermark (advanced past the hostile record)
