@@ -177,8 +177,13 @@ def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_
             box["error"] = repr(exc)
 
     box["t0"] = t0 = time.time()
+    from pipelines.capacity.admission import AdmissionPlan
+
+    # beyond the cap the planner records an admission plan, which the workers follow through the store;
+    # every policy starts normal (a plan left by the one before must not slow this one)
+    store.write_plan(store_con, AdmissionPlan("normal", None, 1.0, f"bench: {name} starts"), by=f"bench-{name}")
     loop = ControlLoop(mon, policy, eff, hour_of=lambda t: (t / args.hour_s) % 24, worker_logs=lambda: worker_logs(eff),
-                       t0=t0)
+                       t0=t0, admission_sink=store.admission_recorder(store_con, f"bench-{name}"))
     workers_trace = [(0.0, eff.workers)]
     prod = threading.Thread(target=produce, daemon=True)
     prod.start()

@@ -7,7 +7,10 @@ the moment was fused from the watch alone, 168 never reached the state and no de
 the next commits moved past it. Faust's stream skips, and acks, an event fetched under the previous
 group generation or while flow control is suspended (faust/streams.py `__aiter__`), and its consumer's
 head-gap check lets a commit jump one unacked offset (`Consumer._new_offset`); a record delivered after
-a higher offset of its partition is, by the stage's redelivery rule, taken as processed before. So an agent keeps, per input partition, the last offset it
+a higher offset of its partition is, by the stage's redelivery rule, taken as processed before.
+Traced in a later run (OSR_STREAM_TRACE=1): after a rebalance a worker's first batch of partition 2
+was offsets 127-129 and its next 130, then 111-133: records fetched ahead of the committed offset were
+delivered before Faust's seek back to it (111-126 were read back here and processed first). So an agent keeps, per input partition, the last offset it
 processed (a "watermark", logged with its batch); a batch whose first offset of a partition is more
 than one past the watermark has a hole, which is read back from the broker and processed first.
 Offsets at or below the watermark are redeliveries, which the stage's redelivery rules handle.
