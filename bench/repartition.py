@@ -220,7 +220,7 @@ def live(rate: float, checks: int, gap_s: float, customers_per_node: int = 100, 
     from pipelines.ops import demo
     from pipelines.ops.services import broker, topics
     from pipelines.partitioning import coordinator, runs
-    from pipelines.partitioning.live import CdrProducer, compare, read_changelog, recompute, wait_drained
+    from pipelines.partitioning.live import CdrProducer, compare, read_changelog, recompute, wait_processed
     from pipelines.partitioning.migration import NodeParams
 
     workers, prod, out = [], None, {"rate_per_s": rate, "checks": checks}
@@ -246,10 +246,12 @@ def live(rate: float, checks: int, gap_s: float, customers_per_node: int = 100, 
             time.sleep(gap_s)
         prod.stop_event.set()
         prod.join(120)
-        wait_drained(config.get("OSR_FAUST_APP_ID"), timeout=300)
+        commit_lag = wait_processed(config.get("OSR_FAUST_APP_ID"), timeout=300)
         view = reader.catch_up()
         reader.close()
-        check = compare(read_changelog(), view.versions, recompute(prod.sent, NodeParams(n_raw=n_nodes)))
+        check = compare(read_changelog(), view.versions, recompute(prod.delivered(), NodeParams(n_raw=n_nodes)))
+        check["undelivered_cdrs"] = len(prod.failed)
+        check["faust_commit_lag_at_drain"] = commit_lag
         pauses = [p for r in rows for p in r.pop("pauses_s")]
         applied = [r for r in rows if r["status"] == "applied"]
         out.update({

@@ -22,7 +22,7 @@ import threading
 from pipelines.capacity.admission import AdmissionPlan
 from pipelines.capacity.deferral import NORMAL
 from pipelines.capacity.store import read_plan
-from pipelines.store.db import connect
+from pipelines.store.kept_connection import KeptConnection
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 POLL_S = 2.0
 
 
-class AdmissionFollower:
+class AdmissionFollower(KeptConnection):
     def __init__(self, store=None, poll_s: float = POLL_S):
         self.store = store
         self.poll_s = float(poll_s)
@@ -48,9 +48,7 @@ class AdmissionFollower:
         """Read the current plan from the store; on any failure keep the last one. Never raises."""
         with self._lock:
             try:
-                if self._con is None:
-                    self._con = connect(self.store, read_only=True)
-                found = read_plan(self._con)
+                found = read_plan(self._connection())
             except Exception as exc:  # noqa: BLE001 - any failure: keep serving what we have
                 self._drop_connection()
                 why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
@@ -67,15 +65,3 @@ class AdmissionFollower:
                 log.info("admission plan: version %s, %s (%s)", version, plan.mode, plan.reason)
             self.version, self._plan = version, plan
             return plan
-
-    def _drop_connection(self) -> None:
-        con, self._con = self._con, None
-        if con is not None:
-            try:
-                con.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()

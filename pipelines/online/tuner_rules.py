@@ -27,6 +27,7 @@ from pipelines import config
 from pipelines.online import staleness
 from pipelines.online.tuner import RULE_COLUMNS, SCOPE_NAMES, SCOPE_ORDER, RuleBook, zone
 from pipelines.store.db import connect, replace_rows, scalar, transaction, upsert_ignore
+from pipelines.store.kept_connection import KeptConnection
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class RulesView:
     settings: dict[str, float]
 
 
-class RulesFollower:
+class RulesFollower(KeptConnection):
     """The store's tuner rules for a long-running worker (see the module docstring)."""
 
     def __init__(self, store=None, poll_s: float | None = None):
@@ -294,9 +295,7 @@ class RulesFollower:
             return view
 
     def _read(self) -> RulesView:
-        if self._con is None:
-            self._con = connect(self.store, read_only=True)
-        con = self._con
+        con = self._connection()
         con.execute("BEGIN")
         try:
             version = rules_version(con)
@@ -310,15 +309,3 @@ class RulesFollower:
             raise
         con.execute("COMMIT")
         return self._view if same else RulesView(version, rules, RuleBook(rules, version), settings)
-
-    def _drop_connection(self) -> None:
-        con, self._con = self._con, None
-        if con is not None:
-            try:
-                con.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-    def close(self) -> None:
-        with self._lock:
-            self._drop_connection()

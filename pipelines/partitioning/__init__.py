@@ -20,4 +20,6 @@ and the online half (streams/agents/profiles.py calls these):
   coordinator    control.routing on the broker: announce, barriers, wait for Installed acks
   runs           collect -> decide -> apply -> record (the DAG's tasks, `osr repartition`)
   live           produce CDRs, drain, read the table's changelog, compare with a recomputation
+  gaps           input offsets Faust committed unprocessed: found by watermark, read back from the broker
+  acks           a batch's bounded ack wait: a wedged producer ends the worker, a broker outage waits
 """

@@ -26,7 +26,8 @@ from pipelines.partitioning.workload import Workload
 
 class CdrProducer(threading.Thread):
     """Streams a workload's CDRs to profiles.raw (keyed by customer) at `rate_per_s` until stopped or
-    `limit` CDRs; keeps what it sent, in order, as (customer, ts, values)."""
+    `limit` CDRs; keeps what it sent, in order, as (customer, ts, values), and the ones the broker never
+    took (`failed`: index, reason), so a check can tell a producer's loss from the stream's."""
 
     def __init__(self, wl: Workload, rate_per_s: float, limit: int, chunk: int = 50):
         super().__init__(daemon=True)
@@ -35,6 +36,12 @@ class CdrProducer(threading.Thread):
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
         self.sent_at: list[float] = []
+        self.failed: list[tuple[int, str]] = []
+
+    def delivered(self) -> list[tuple[str, float, list[int]]]:
+        """The CDRs the broker acknowledged, in the order they were sent."""
+        bad = {i for i, _ in self.failed}
+        return [c for i, c in enumerate(self.sent) if i not in bad]
 
     def run(self) -> None:
         from confluent_kafka import Producer
@@ -51,7 +58,8 @@ class CdrProducer(threading.Thread):
                     key = keys[int(cust)]
                     values = [int(v) for v in vals]
                     produce_waiting(p, raw, key.encode(), orjson.dumps({"customer": key, "ts": float(ts),
-                                                                        "values": values}))
+                                                                        "values": values}),
+                                    on_delivery=self._on_delivery(len(self.sent)))
                     self.sent.append((key, float(ts), values))
                     self.sent_at.append(time.time())
                 p.poll(0)
@@ -62,6 +70,12 @@ class CdrProducer(threading.Thread):
                 raise RuntimeError("CDRs not delivered within 60 s")
         except BaseException as exc:  # noqa: BLE001 - reported by the caller
             self.error = exc
+
+    def _on_delivery(self, index: int):
+        def report(err, _msg) -> None:
+            if err is not None:
+                self.failed.append((index, str(err)))
+        return report
 
 
 def wait_drained(group: str, timeout: float = 120.0) -> None:
@@ -74,6 +88,38 @@ def wait_drained(group: str, timeout: float = 120.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"profile stream not drained after {timeout} s: lag {lag}")
         time.sleep(1.0)
+
+
+def wait_processed(app_id: str | None = None, timeout: float = 120.0) -> dict[str, int]:
+    """Until every profiles.raw and profiles.updates offset has been processed, by the agents' own durable
+    watermarks (pipelines.partitioning.gaps: "<r>#pos" in profile_router, "<node>|#pos" in profile_states),
+    the same twice in a row. Returns Faust's committed lag at that point, which can stay above 0: Faust's commit
+    can stall behind an offset its stream never delivered although another owner processed it (seen live)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    app_id = app_id or config.get("OSR_FAUST_APP_ID")
+    raw, upd = topic("profiles_raw"), topic("profiles_updates")
+    deadline, last, stable = time.monotonic() + timeout, None, 0
+    c = Consumer(consumer_config(f"osr-drain-{uuid.uuid4().hex[:8]}"))
+    try:
+        while stable < 2:
+            ends = {}
+            for t in (raw, upd):
+                for p in c.list_topics(t, timeout=10).topics[t].partitions:
+                    ends[(t, p)] = c.get_watermark_offsets(TopicPartition(t, p), timeout=10)[1] - 1
+            router, nodes = read_changelog(app_id, "profile_router"), read_changelog(app_id, "profile_states")
+            pos = {(raw, p): (router.get(f"{p}#pos") or {}).get("pos", -1) for t, p in ends if t == raw}
+            pos |= {(upd, p): (nodes.get(record_key(p, "#pos")) or {}).get("pos", -1) for t, p in ends if t == upd}
+            behind = {f"{t}:{p}": e - pos[(t, p)] for (t, p), e in ends.items() if pos[(t, p)] < e}
+            now = (tuple(sorted(ends.items())), tuple(sorted(pos.items())))
+            stable = stable + 1 if not behind and now == last else 0
+            last = now
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"profile stream not processed to the end after {timeout} s: behind {behind}")
+            time.sleep(1.0)
+    finally:
+        c.close()
+    return group_lag(app_id, [raw, upd])
 
 
 def read_changelog(app_id: str | None = None, table: str = "profile_states", timeout: float = 30.0) -> dict:

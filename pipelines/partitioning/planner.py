@@ -39,6 +39,8 @@ def centroid_clustering(x: np.ndarray, k_max: int = 12, seed: int = 0, patience:
     """A on micro-cluster centroids: the BIC-best diagonal GMM with k in 1..k_max."""
     x = np.asarray(x, dtype=float)
     best_bic, best, worse = np.inf, np.zeros(len(x), dtype=np.int64), 0
+    if len(x) < 2:  # a node left with one micro-cluster (or none) is one cluster; a GMM needs two samples
+        return best
     for k in range(1, min(k_max, len(x)) + 1):
         gm = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4, random_state=seed).fit(x)
         bic = gm.bic(x)

@@ -180,7 +180,7 @@ def test_the_follower_serves_normal_then_the_recorded_plan_and_keeps_it_while_th
         raise OSError("catalog unreachable")
 
     f._drop_connection()
-    monkeypatch.setattr(admission_follow, "connect", away)
+    monkeypatch.setattr("pipelines.store.kept_connection.connect", away)
     with caplog.at_level(logging.WARNING, logger=admission_follow.__name__):
         for _ in range(3):
             assert f.refresh() == deg  # never raises, keeps the last plan

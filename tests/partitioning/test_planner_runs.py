@@ -134,3 +134,14 @@ def osr_store(tmp_path, monkeypatch):
     monkeypatch.setenv("OSR_STORE_CATALOG", f"sqlite:{tmp_path}/store/catalog.sqlite")
     monkeypatch.setenv("OSR_STORE_DATA", f"{tmp_path}/store/data")
     yield
+
+
+def test_a_node_left_with_one_micro_cluster_is_one_cluster():
+    """Seen in bench/repartition.py --live: a plan put a single micro-cluster on a node, and the per-node GMM
+    (which needs two samples) raised, ending the whole check."""
+    import numpy as np
+
+    from pipelines.partitioning.planner import centroid_clustering
+
+    assert centroid_clustering(np.ones((1, 11))).tolist() == [0]
+    assert centroid_clustering(np.ones((0, 11))).tolist() == []
