@@ -66,23 +66,23 @@ def fetch(topic: str, holes: dict[int, tuple[int, int]], timeout: float = 30.0) 
     out: list[Record] = []
     try:
         c.assign([TopicPartition(topic, p, first) for p, (first, _) in holes.items()])
-        todo = {p: last for p, (_, last) in holes.items()}
+        left = {p: last for p, (_, last) in holes.items()}
         deadline = time.monotonic() + timeout
-        while todo:
+        while left:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{topic}: holes {holes} not read back in {timeout:.0f} s (left {todo})")
+                raise TimeoutError(f"{topic}: holes {holes} not read back in {timeout:.0f} s (left {left})")
             for m in c.consume(500, timeout=0.5):
                 p = m.partition()
-                if p not in todo:
+                if p not in left:
                     continue
                 if m.error() is not None:
                     if m.error().code() == KafkaError._PARTITION_EOF:
-                        raise ValueError(f"{topic}:{p}: hole up to {todo[p]} lies past the partition's end")
+                        raise ValueError(f"{topic}:{p}: hole up to {left[p]} lies past the partition's end")
                     continue
-                if m.offset() <= todo[p]:
+                if m.offset() <= left[p]:
                     out.append(Record(p, m.offset(), m.key(), m.value(), m.timestamp()[1] / 1000.0))
-                if m.offset() >= todo[p]:
-                    del todo[p]
+                if m.offset() >= left[p]:
+                    del left[p]
         return sorted(out, key=lambda r: (r.partition, r.offset))
     finally:
         c.close()
