@@ -124,3 +124,17 @@ def where_moments_stand(moment_ids, timeout: float = 60.0) -> dict[str, str]:
         else:
             out[mid] = f"not in the state; recent {[r[0] for r in st.get('recent') or ()]}"
     return out
+
+
+def wait_until(what: str, ok, timeout: float = 120.0, every: float = 0.5):
+    """Poll `ok()` until it returns something true (returned) or `timeout` s pass (TimeoutError naming `what`)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        v = ok()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
+        time.sleep(every)

@@ -6,10 +6,9 @@ deferred ones saying so in their reason."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
-from stream_checks import read_topic
+from stream_checks import read_topic, wait_until
 from stream_harness import running_stream, topic
 
 from pipelines.capacity.admission import AdmissionPlan
@@ -33,15 +32,6 @@ def _record(plan: AdmissionPlan) -> int:
         con.close()
 
 
-def _wait(what: str, ok, timeout: float = 120.0, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = ok()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def test_a_recorded_plan_reaches_the_worker_and_no_deferred_moment_is_lost(broker):
@@ -52,7 +42,7 @@ def test_a_recorded_plan_reaches_the_worker_and_no_deferred_moment_is_lost(broke
         assert _record(AdmissionPlan("admission", 3, 0.3, "integration: admit 30 %")) == 1
         s.start_worker(0)
         log = demo.worker_service(0).log_file
-        _wait("the worker following plan version 1", lambda: "admission plan: version 1, admission" in log.read_text())
+        wait_until("the worker following plan version 1", lambda: "admission plan: version 1, admission" in log.read_text(), every=1.0)
 
         p = Producer(producer_config())
         uploads = live_order(s.pop, "stream")
@@ -64,12 +54,12 @@ def test_a_recorded_plan_reaches_the_worker_and_no_deferred_moment_is_lost(broke
         features = {r["event_id"] for r in read_topic(topic("state_features"))}
         assert features
         # the batch timing line (logged every OSR_STREAM_LOG_S) counts the deferred moments
-        line = _wait("a batch timing line counting deferred moments",
+        line = wait_until("a batch timing line counting deferred moments",
                      lambda: re.search(r"admission: ([1-9]\d*) deferred", log.read_text()), 120, 2.0)
         assert int(line.group(1)) > 0
 
         assert _record(AdmissionPlan("normal", None, 1.0, "integration: demand fell")) == 2
-        _wait("the worker following plan version 2", lambda: "admission plan: version 2, normal" in log.read_text())
+        wait_until("the worker following plan version 2", lambda: "admission plan: version 2, normal" in log.read_text(), every=1.0)
         seen: dict = {}
 
         def all_decided():
@@ -77,7 +67,7 @@ def test_a_recorded_plan_reaches_the_worker_and_no_deferred_moment_is_lost(broke
             return {d["event_id"] for d in seen["decisions"]} >= features
 
         try:
-            _wait("a decision for every published moment", all_decided, 180, 3.0)
+            wait_until("a decision for every published moment", all_decided, 180, 3.0)
         except TimeoutError as exc:
             missing = features - {d["event_id"] for d in seen.get("decisions", [])}
             raise AssertionError(f"{exc}: {len(missing)} of {len(features)} moments without a decision") from None

@@ -4,11 +4,11 @@ starts real Faust workers, the group rebalances the partitions among them, the l
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from stream_checks import wait_until
 from stream_harness import running_stream, topic
 
 from pipelines import config
@@ -50,15 +50,6 @@ def _broker_offsets(group: str, name: str) -> tuple[int, int]:
         c.close()
 
 
-def _wait(what: str, ok, timeout: float = 120.0, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = ok()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not reached within {timeout:.0f} s")
-        time.sleep(every)
 
 
 def test_monitor_figures_match_the_broker_and_a_scale_up_drains_the_lag(broker):
@@ -107,7 +98,7 @@ def test_monitor_figures_match_the_broker_and_a_scale_up_drains_the_lag(broker):
                 return getattr(g.state, "name", "") == "STABLE" and len(g.members) == d.workers_to
 
             try:
-                _wait("group stable with every started worker a member", stable, 180)
+                wait_until("group stable with every started worker a member", stable, 180)
             except TimeoutError as exc:
                 raise AssertionError(f"{exc}; last seen {seen}") from None
             taken: dict[str, int] = {}
@@ -118,7 +109,7 @@ def test_monitor_figures_match_the_broker_and_a_scale_up_drains_the_lag(broker):
                 return len(taken) == d.workers_to and all(taken.values())
 
             try:
-                _wait("every worker taking records", every_worker_took_records, 180, 2.0)
+                wait_until("every worker taking records", every_worker_took_records, 180, 2.0)
             except TimeoutError as exc:
                 raise AssertionError(f"{exc}: records per worker {taken}") from None
 
@@ -130,7 +121,7 @@ def test_monitor_figures_match_the_broker_and_a_scale_up_drains_the_lag(broker):
                 samples.append(mon.sample())
                 return samples[-1].lag == 0 and samples[-1]
 
-            drained = _wait("lag drained", lag_drained, 180, 1.0)
+            drained = wait_until("lag drained", lag_drained, 180, 1.0)
             assert drained.lag == 0 < backlog.lag and sum(drained.committed.values()) == len(uploads)
             assert _broker_offsets(s.app_id, "sensor_raw") == (len(uploads), len(uploads))
             # the latency of committed records is known in a sample that saw commits (the last one may see none)
