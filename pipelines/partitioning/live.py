@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from pipelines import config
+from pipelines.ingest.changelog import read_changelog  # noqa: F401 - the profile checks read tables through it
 from pipelines.ingest.kafka_clients import consumer_config, produce_waiting, producer_config
 from pipelines.ingest.lag import group_lag
 from pipelines.partitioning import profiles as P
@@ -120,39 +121,6 @@ def wait_processed(app_id: str | None = None, timeout: float = 120.0) -> dict[st
     finally:
         c.close()
     return group_lag(app_id, [raw, upd])
-
-
-def read_changelog(app_id: str | None = None, table: str = "profile_states", timeout: float = 30.0) -> dict:
-    """The table as its changelog holds it: last value per key (orjson records)."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-    name = f"{app_id or config.get('OSR_FAUST_APP_ID')}-{table}-changelog"
-    c = Consumer(consumer_config(f"osr-changelog-reader-{uuid.uuid4().hex[:8]}"))
-    try:
-        md = c.list_topics(name, timeout=10).topics[name]
-        parts = [TopicPartition(name, p, OFFSET_BEGINNING) for p in md.partitions]
-        ends = {tp.partition: c.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        c.assign(parts)
-        out: dict = {}
-        done = {p for p, e in ends.items() if e == 0}
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{name} not read to its end in {timeout} s")
-            for m in c.consume(1000, timeout=0.5):
-                if m.error() is not None:
-                    continue
-                raw = m.key()
-                key = orjson.loads(raw) if raw[:1] == b'"' else raw.decode()  # Faust JSON-encodes str keys
-                if m.value() is None:
-                    out.pop(key, None)
-                else:
-                    out[key] = orjson.loads(m.value())
-                if m.offset() + 1 >= ends[m.partition()]:
-                    done.add(m.partition())
-        return out
-    finally:
-        c.close()
 
 
 def recompute(cdrs, params: NodeParams) -> dict[str, dict]:

@@ -76,41 +76,9 @@ def where_moments_stand(moment_ids, timeout: float = 60.0) -> dict[str, str]:
     """For a failing reconciliation: where each moment stands in its person's last logged state (the
     person_states changelog): still waiting for a device ("pending"), released and remembered
     ("recent"), or not in the state at all (its uploads never reached it, or it left the memory)."""
-    import json
-    import time
-    import uuid
+    from pipelines.ingest.changelog import read_changelog
 
-    from confluent_kafka import Consumer, TopicPartition
-
-    from pipelines import config
-    from pipelines.ingest.kafka_clients import consumer_config
-
-    def key_of(raw: bytes) -> str:
-        try:
-            k = json.loads(raw)
-        except ValueError:
-            return raw.decode("utf-8", "replace")
-        return k if isinstance(k, str) else str(k)
-
-    topic = f"{config.get('OSR_FAUST_APP_ID')}-person_states-changelog"
-    c = Consumer(consumer_config(f"diag-{uuid.uuid4().hex[:8]}"))
-    last: dict[str, dict] = {}
-    try:
-        parts = c.list_topics(topic, timeout=timeout).topics[topic].partitions
-        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1] for p in parts}
-        c.assign([TopicPartition(topic, p, 0) for p in parts])
-        done = {p for p, end in ends.items() if end == 0}
-        deadline = time.monotonic() + timeout
-        while len(done) < len(ends) and time.monotonic() < deadline:
-            m = c.poll(1.0)
-            if m is None or m.error():
-                continue
-            if m.value():
-                last[key_of(m.key())] = json.loads(m.value())
-            if m.offset() + 1 >= ends[m.partition()]:
-                done.add(m.partition())
-    finally:
-        c.close()
+    last = read_changelog(table="person_states", timeout=timeout)
     out = {}
     for mid in moment_ids:
         user = mid.rsplit(":", 1)[0]
