@@ -226,3 +226,19 @@ def write_matrix(values: np.ndarray, path: str | Path, compress: bool | None = N
         data = gzip.compress(data)
     path.write_bytes(data)
     return path
+
+
+def write_locations(locs: Locations, path: str | Path) -> Path:
+    """Write a userlist.txt / wslist.txt that read_locations reads back (an [ID] [Country] [AS]
+    [Latitude] [Longitude] header, a rule, one tab-separated row per node; unknowns left empty), so a
+    generated population can enter the pipeline the way the real files do."""
+    path = Path(path)
+
+    def cell(v) -> str:
+        return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+    rows = ["[ID]\t[Country]\t[AS]\t[Latitude]\t[Longitude]", "=" * 10]
+    rows += [f"{locs.ids[i]}\t{cell(locs.country_label(i))}\t{cell(locs.as_label(i))}\t{cell(float(locs.lat[i]))}"
+             f"\t{cell(float(locs.lon[i]))}" for i in range(len(locs))]
+    path.write_text("\n".join(rows) + "\n", encoding="latin-1")
+    return path

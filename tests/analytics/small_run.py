@@ -100,17 +100,8 @@ def qos_refresh(tmp_path) -> dict:
 
     d = generate.generate("rt", seed=2, users=loc(20), services=loc(30), missing=0.5)
     path = data.write_matrix(d.values, tmp_path / "obs.txt")
-    header = "[ID]\t[Country]\t[AS]\t[Latitude]\t[Longitude]"
-
-    def listfile(locs, name):
-        rows = [header, "=" * 10] + [
-            f"{i}\t{locs.country_names[locs.country[i]]}\t{locs.as_names[locs.asn[i]]}\t{locs.lat[i]}\t{locs.lon[i]}"
-            for i in range(len(locs))]
-        p = tmp_path / name
-        p.write_text("\n".join(rows) + "\n")
-        return p
-
-    refresh.ingest(path, "rt", listfile(d.users, "users.txt"), listfile(d.services, "services.txt"))
+    refresh.ingest(path, "rt", data.write_locations(d.users, tmp_path / "users.txt"),
+                   data.write_locations(d.services, tmp_path / "services.txt"))
     return refresh.refresh("rt", top=5)
 
 

@@ -90,3 +90,21 @@ def test_write_matrix_round_trip(tmp_path):
     v = np.array([[1.5, np.nan], [0.25, 3.0]])
     back = data.read_matrix(data.write_matrix(v, tmp_path / "x.txt.gz"))
     assert np.allclose(np.nan_to_num(back, nan=-9), np.nan_to_num(v, nan=-9))
+
+
+def test_written_locations_read_back(tmp_path):
+    """write_locations is read_locations' counterpart: names, codes and unknowns survive the round trip."""
+    import math
+
+    import numpy as np
+
+    from pipelines.qos.data import Locations, read_locations, write_locations
+
+    locs = Locations(asn=np.array([0, 1, -1]), country=np.array([1, -1, 0]), lat=np.array([1.5, np.nan, -3.0]),
+                     lon=np.array([2.0, 4.0, np.nan]), as_names=["AS7018", "AS3356"], country_names=["DE", "US"],
+                     ids=["10", "11", "12"])
+    back = read_locations(write_locations(locs, tmp_path / "userlist.txt"))
+    assert back.ids == locs.ids
+    assert [back.as_label(i) for i in range(3)] == ["AS7018", "AS3356", None]
+    assert [back.country_label(i) for i in range(3)] == ["US", None, "DE"]
+    assert back.lat[0] == 1.5 and math.isnan(back.lat[1]) and back.lon[1] == 4.0 and math.isnan(back.lon[2])
