@@ -47,19 +47,11 @@ class AdmissionFollower(KeptConnection):
     def refresh(self) -> AdmissionPlan:
         """Read the current plan from the store; on any failure keep the last one. Never raises."""
         with self._lock:
-            try:
-                found = read_plan(self._connection())
-            except Exception as exc:  # noqa: BLE001 - any failure: keep serving what we have
-                self._drop_connection()
-                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                if self._failing is None:
-                    log.warning("admission plan: cannot read it from the store (%s); serving %s until it answers",
-                                why, f"version {self.version} ({self._plan.mode})" if self.version else "normal")
-                self._failing = why
+            ok, found = self._read_kept(lambda: read_plan(self._connection()), "admission plan",
+                                        lambda: f"version {self.version} ({self._plan.mode})" if self.version
+                                        else "normal", log)
+            if not ok:
                 return self._plan
-            if self._failing is not None:
-                log.warning("admission plan: the store answers again")
-                self._failing = None
             version, plan = (found[0], found[1]) if found else (None, NORMAL)
             if version != self.version:
                 log.info("admission plan: version %s, %s (%s)", version, plan.mode, plan.reason)

@@ -276,19 +276,10 @@ class RulesFollower(KeptConnection):
         """Read the rules' version and, when it moved, the rules and settings, in one read-only
         transaction (one consistent snapshot of the lake). Blocks on the store; never raises."""
         with self._lock:
-            try:
-                view = self._read()
-            except Exception as exc:  # noqa: BLE001 - any failure: keep serving what we have
-                self._drop_connection()
-                why = f"{exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                if self._failing is None:
-                    log.warning("tuner rules: cannot read them from the store (%s); serving %s until it answers",
-                                why, f"version {self._view.version}" if self._view else "the snapshot's rules")
-                self._failing = why
+            ok, view = self._read_kept(self._read, "tuner rules", lambda: f"version {self._view.version}"
+                                       if self._view else "the snapshot's rules", log)
+            if not ok:
                 return self._view
-            if self._failing is not None:
-                log.warning("tuner rules: the store answers again (version %d)", view.version)
-                self._failing = None
             if self._view is None or view.version != self._view.version:
                 log.info("tuner rules: version %d (%d rules)", view.version, len(view.rules))
             self._view = view
