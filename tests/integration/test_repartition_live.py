@@ -33,7 +33,7 @@ from stream_harness import Stream
 pytestmark = pytest.mark.integration
 
 _ENV = ("OSR_FAUST_APP_ID", "OSR_FAUST_WEB_PORT", "OSR_TOPIC_PREFIX", "OSR_STORE_CATALOG", "OSR_STORE_DATA",
-        "OSR_SNAPSHOT_DIR", "OSR_TICK_S", "OSR_TUNER_RULES_POLL_S", "OSR_PROFILE_SUMMARY_S")
+        "OSR_SNAPSHOT_DIR", "OSR_TICK_S", "OSR_TUNER_RULES_POLL_S", "OSR_PROFILE_SUMMARY_S", "OSR_STREAM_AGENTS")
 
 
 @pytest.fixture(scope="module")
