@@ -33,9 +33,17 @@ async def test_a_skipped_upload_is_read_back_and_fused_with_its_partner(outbox, 
     monkeypatch.setattr(moments.offset_holes, "fetch", lambda topic, holes, timeout=30.0: (
         holes_read_back.append(dict(holes)),
         [Record(skipped.partition, 2, skipped.key, skipped.value, phone["ts"][0])])[1])
+    gaps = []
+
+    class Consumer:  # Faust's consumer, as far as the read-back uses it
+        async def _add_gap(self, tp, first, last):
+            gaps.append((tp.topic, tp.partition, first, last))
+
+    monkeypatch.setattr(moments, "_consumer", Consumer)
     await run_batch([upload_record(watch, 3)], outbox, monkeypatch)
 
     assert holes_read_back == [{p: (2, 2)}]
+    assert gaps == [(moments.RAW, p, 2, 2)]  # else Faust's commit stops below the read-back offsets for good
     rows = [row for _k, row in sent(outbox["state_features"])]
     assert [r["device_id"] for r in rows][-1] == f"{user}-phone+{user}-watch"  # not the watch alone
     assert moments.watermarks({p}) == {p: 3}
