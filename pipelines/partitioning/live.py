@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from pipelines import config
-from pipelines.ingest.changelog import read_changelog  # noqa: F401 - the profile checks read tables through it
+from pipelines.ingest.changelog import read_changelog
 from pipelines.ingest.kafka_clients import consumer_config, produce_waiting, producer_config
 from pipelines.ingest.lag import group_lag
 from pipelines.partitioning import profiles as P
