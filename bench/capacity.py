@@ -28,6 +28,7 @@ import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -101,10 +102,11 @@ def make_policy(name: str, mu: float, model, args):
     if name == "static":
         return StaticPolicy(2)
     if name == "reactive_lag":
-        return LagThresholdPolicy(lag_threshold=args.lag_threshold, stabilization_s=args.stabilization_s)
+        return LagThresholdPolicy(lag_threshold=args.lag_threshold, stabilization_s=args.stabilization_s,
+                                  maximum=args.cap)
     if name == "ds2":
         return Ds2Policy(target_utilization=0.7, catch_up_s=args.drain_s, stabilization_s=args.warmup_s,
-                         scale_down_delay_s=args.stabilization_s)
+                         scale_down_delay_s=args.stabilization_s, maximum=args.cap)
     if name == "predictive_reactive":
         return Planner(PlannerConfig(sla_s=args.sla, q=0.99, service_rate=mu, cap=args.cap, drain_s=args.drain_s,
                                      warmup_s=args.warmup_s, probation_s=args.stabilization_s,
@@ -122,6 +124,9 @@ def initial_workers(name: str, policy, model, mu: float, args) -> int:
     return 1
 
 
+_RUNNING: list = []  # every replay's effector, so an interrupted run stops the workers it started
+
+
 def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_con) -> dict:
     from pipelines.capacity import store
     from pipelines.capacity.loop import ControlLoop
@@ -133,6 +138,7 @@ def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_
     group, topic = config.get("OSR_FAUST_APP_ID"), config.topic(TOPICS.sensor_raw)
     policy = make_policy(name, mu, model, args)
     eff = real_effector()
+    _RUNNING.append(eff)  # stopped by main's finally if this replay is interrupted
     col = bs.Collector("tuner_decisions")
     col.start()
     mon = Monitor(group, topic)
@@ -201,14 +207,23 @@ def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_
                 f"rate {s0.arrival_rate or 0:.0f}/s lat {s0.latency_s} true {s0.true_rate} [{d.state}] {d.reason[:90]}")
         time.sleep(max(0.0, args.interval - (time.time() - step_at)))
     prod.join(30)
+    # the loop keeps running until the backlog is gone and every moment sent has its decision: a moment
+    # deferred by admission control is decided once the planner returns to normal, which it decides
+    # itself from the falling demand (stopping at lag 0 would count deferred moments as never decided)
     drained_at = None
+    wanted = {moment_id(uploads[k][2]) for k in range(len(times)) if uploads[k][2]["event_id"] in sent}
     t_drain = time.monotonic()
-    while time.monotonic() - t_drain < 60:
-        s = mon.sample()
-        if s.lag == 0:
+    while time.monotonic() - t_drain < args.drain_wait_s:
+        step_at = time.time()
+        obs, d, _outcome = loop.step()
+        if d.changes:
+            say(f"{name} t={d.t:6.1f}s (drain) {d.action} {d.workers_from}->{d.workers_to}: {d.reason[:150]}")
+        workers_trace.append((time.time() - t0, eff.workers))
+        if obs.lag == 0 and drained_at is None:
             drained_at = time.time() - t0
+        if drained_at is not None and wanted <= {mid for mid, _t, _v in list(col.rows)}:
             break
-        time.sleep(1.0)
+        time.sleep(max(0.0, args.interval - (time.time() - step_at)))
     time.sleep(2)
     col.stop = True
     col.join(10)
@@ -368,6 +383,9 @@ def main() -> int:
     ap.add_argument("--lag-threshold", type=float, default=200.0, help="KEDA lagThreshold (records per worker)")
     ap.add_argument("--cap", type=int, default=4, help="most workers (<= partitions)")
     ap.add_argument("--tail-s", type=float, default=10.0, help="seconds the loop runs past the day's end")
+    ap.add_argument("--drain-wait-s", type=float, default=90.0,
+                    help="after the day: the loop keeps running until the backlog and every deferred moment are "
+                         "decided, at most this long (s)")
     ap.add_argument("--users", type=int, default=150, help="people (default 150; few people, many moments each: "
                     "the history backfill and nightly cost grow with people)")
     ap.add_argument("--contexts", type=int, default=120, help="streamed moments per person (default 120)")
@@ -388,6 +406,7 @@ def main() -> int:
     from pipelines.ops.services import broker
     from pipelines.store.db import connect, migrate
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a TERM runs the finally below: no leftovers
     os.environ.setdefault("OSR_STREAM_LOG_S", "2")  # workers log their busy time every 2 s (the monitor reads it)
     home = Path(tempfile.mkdtemp(prefix="osr-bench-capacity-"))
     t_start = time.monotonic()
@@ -434,6 +453,8 @@ def main() -> int:
             for n in names:
                 sims.append(simulate(n, day, mu, cal["worker_ready_s"], model, args))
     finally:
+        for eff in _RUNNING:  # workers of an interrupted replay (a finished one stopped its own)
+            eff.stop_all()
         broker.stop()
     if results:
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)

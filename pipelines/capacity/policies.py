@@ -2,11 +2,11 @@
 
 - Static: a fixed worker count (today's two-worker group).
 - Lag threshold (KEDA's Kafka scaler behind the HPA): desired = ceil(lag / lagThreshold), at
-  most one replica per partition; scale-up at once, scale-down to the highest desire of the
+  most one replica per partition and at most maxReplicaCount (`maximum`); scale-up at once, scale-down to the highest desire of the
   stabilization window (the HPA's scaleDown.stabilizationWindowSeconds).
 - DS2 (the Flink Kubernetes operator's autoscaler): true processing rate = records / busy time;
   parallelism = ceil((observed rate + backlog / catch-up time) / (true rate * target
-  utilization)); no decision within the stabilization interval after a rescale, and a
+  utilization)), at most the maximum parallelism (`maximum`) and the partitions; no decision within the stabilization interval after a rescale, and a
   scale-down only once it has been wanted for the scale-down delay.
 """
 
@@ -29,6 +29,11 @@ def _decide(policy: str, obs: Observation, target: int, reason: str, inputs: dic
     return Decision(obs.t, policy, action, obs.workers, target, reason, "STEADY", inputs)
 
 
+def _cap(maximum: int | None, obs: Observation) -> int:
+    """The most workers a baseline may ask for: one per partition, and the operator's maximum if set."""
+    return obs.partitions if maximum is None else min(maximum, obs.partitions)
+
+
 @dataclass
 class StaticPolicy:
     workers: int = 2
@@ -43,17 +48,19 @@ class LagThresholdPolicy:
     lag_threshold: float = 500.0  # records of lag per replica (KEDA lagThreshold)
     minimum: int = 1
     stabilization_s: float = 30.0  # HPA scale-down stabilization window (300 s default, compressed)
+    maximum: int | None = None  # maxReplicaCount; None: the partitions only
     name: str = "reactive_lag"
     _desired: deque = field(default_factory=deque)
 
     def decide(self, obs: Observation) -> Decision:
-        want = clamp(math.ceil(obs.lag / self.lag_threshold), self.minimum, obs.partitions)
+        cap = _cap(self.maximum, obs)
+        want = clamp(math.ceil(obs.lag / self.lag_threshold), self.minimum, cap)
         self._desired.append((obs.t, want))
         while self._desired and self._desired[0][0] < obs.t - self.stabilization_s:
             self._desired.popleft()
         target = want if want >= obs.workers else max(w for _t, w in self._desired)
         reason = (f"lag {obs.lag:.0f} / threshold {self.lag_threshold:g} -> {want} "
-                  f"(cap {obs.partitions} partitions)")
+                  f"(cap {cap}{'' if cap < obs.partitions else ' partitions'})")
         if target != want:
             reason += f"; scale-down held to {target} by the {self.stabilization_s:g} s stabilization window"
         return _decide(self.name, obs, target, reason, {"lag": obs.lag, "desired": want})
@@ -66,6 +73,7 @@ class Ds2Policy:
     stabilization_s: float = 20.0  # no decision this long after a rescale
     scale_down_delay_s: float = 30.0  # a lower parallelism must be wanted this long
     minimum: int = 1
+    maximum: int | None = None  # the operator's maximum parallelism; None: the partitions only
     name: str = "ds2"
     _last_change: float = -math.inf
     _down_since: float | None = None
@@ -79,7 +87,8 @@ class Ds2Policy:
         if not self._true_rate:
             return _decide(self.name, obs, obs.workers, "no busy-time measurement yet", {})
         demand = obs.arrival_rate + obs.lag / self.catch_up_s
-        want = clamp(math.ceil(demand / (self._true_rate * self.target_utilization)), self.minimum, obs.partitions)
+        want = clamp(math.ceil(demand / (self._true_rate * self.target_utilization)), self.minimum,
+                     _cap(self.maximum, obs))
         reason = (f"rate {obs.arrival_rate:.1f}/s + backlog {obs.lag:.0f}/{self.catch_up_s:g} s over true rate "
                   f"{self._true_rate:.1f}/s x {self.target_utilization:g} -> {want}")
         target = want

@@ -33,3 +33,14 @@ def test_ds2_true_rate_target_utilization_stabilization_and_scale_down_delay():
     assert d.workers_to == 4 and "waits" in d.reason
     assert p.decide(obs(56, rate=40, workers=4, true_rate=100)).workers_to == 1
     assert Ds2Policy().decide(obs(0)).reason == "no busy-time measurement yet"
+
+
+def test_baselines_respect_the_operators_maximum_below_the_partitions():
+    """KEDA's maxReplicaCount and Flink's maximum parallelism: the bench gives every policy the same cap."""
+    k = LagThresholdPolicy(lag_threshold=100, maximum=2)
+    d = k.decide(obs(0, lag=10_000, partitions=4))
+    assert d.workers_to == 2 and "cap 2" in d.reason
+    p = Ds2Policy(target_utilization=0.5, catch_up_s=10, maximum=2)
+    assert p.decide(obs(0, rate=300, lag=1000, true_rate=100, partitions=4)).workers_to == 2
+    # a maximum above the partitions changes nothing: one worker per partition still binds
+    assert LagThresholdPolicy(lag_threshold=100, maximum=8).decide(obs(0, lag=10_000)).workers_to == 4
