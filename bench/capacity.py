@@ -110,6 +110,7 @@ def make_policy(name: str, mu: float, model, args):
     if name == "predictive_reactive":
         return Planner(PlannerConfig(sla_s=args.sla, q=0.99, service_rate=mu, cap=args.cap, drain_s=args.drain_s,
                                      warmup_s=args.warmup_s, probation_s=args.stabilization_s,
+                                     admission_hold_s=args.stabilization_s,
                                      hours_per_s=1.0 / args.hour_s), model=model)
     raise ValueError(f"unknown policy {name!r}; expected one of {', '.join(POLICIES)}")
 
@@ -378,7 +379,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=2.0, help="seconds between monitor samples")
     ap.add_argument("--warmup-s", type=float, default=10.0, help="MIGRATION warm-up / DS2 stabilization (s)")
     ap.add_argument("--stabilization-s", type=float, default=20.0,
-                    help="scale-down stabilization (KEDA), delay (DS2), probation (planner), s")
+                    help="scale-down stabilization (KEDA), delay (DS2), probation and admission-plan hold (planner), s")
     ap.add_argument("--drain-s", type=float, default=10.0, help="backlog catch-up time (s)")
     ap.add_argument("--lag-threshold", type=float, default=200.0, help="KEDA lagThreshold (records per worker)")
     ap.add_argument("--cap", type=int, default=4, help="most workers (<= partitions)")

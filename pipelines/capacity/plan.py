@@ -20,7 +20,12 @@
   "admission" with a plan (pipelines.capacity.admission: degraded, then deferring people) for
   the demand against the capacity at the cap (measured service rate * cap * max_utilization);
   back to "normal", again an "admission" decision, only when the demand is under
-  `admission_exit` of that capacity (or a scale-up left the cap), so the mode does not flap. While
+  `admission_exit` of that capacity (or a scale-up left the cap), so the mode does not flap. The
+  demand here is the one now (observed rate + backlog / drain_s), not the prediction ahead: a plan
+  reaches the workers in seconds, so unlike a worker it need not be started early, and deferring
+  people for a load that has not come would only delay them. A plan may tighten at once, but it
+  relaxes (toward normal) only `admission_hold_s` after the last change: the demand's backlog term
+  is noisy, and without the hold the mode changed every sample at the edge of the capacity. While
   a plan is active the workers do less per record, so their measured rate is scaled back to a
   normal record's cost (`plan_cost`) before it feeds the service rate.
 """
@@ -72,6 +77,7 @@ class PlannerConfig:
     score_share: float = 0.12
     admission_exit: float = 0.9  # back to normal only when demand <= this * the capacity at the cap
     admission_step: float = 0.1  # a new admit share is published when it moved by at least this
+    admission_hold_s: float = 20.0  # a plan relaxes only this long after the last plan change
 
 
 @dataclass
@@ -86,6 +92,7 @@ class Planner:
     _last_up: float = -math.inf
     _probation_from: float | None = None
     _prev_lag: tuple[float, float] | None = None
+    _admission_at: float = -math.inf  # when the last admission plan was decided
     admission: AdmissionPlan = None  # the plan the workers were last told (normal at start)
 
     def __post_init__(self):
@@ -149,15 +156,15 @@ class Planner:
 
         if target > obs.workers:
             return self._up(obs, target, "scale_up", reason, inputs)
-        # beyond the cap: the queueing model finds no count within it, or the headroom rule wants more
-        beyond = sizing.needed is None or math.ceil(lam_plan * c.beta / (mu * c.max_utilization)) > cap
-        changed = self._admission(obs, lam_plan, mu, cap, beyond, inputs)
+        changed = self._admission(obs, obs.arrival_rate + obs.lag / c.drain_s, mu, cap, inputs)
         if changed is not None:
             return changed
         if self.admission.mode != "normal":
             a = self.admission
             reason += (f"; admission stays {a.mode} (top {a.top_k} candidates, {a.admit_share:.0%} of people "
                        f"admitted) until demand <= {c.admission_exit:g} x capacity {inputs['capacity_at_cap']:.1f}/s")
+            if "admission_wanted" in inputs:
+                reason += f" and {c.admission_hold_s:g} s have passed since the last plan change"
         if target < obs.workers:
             if obs.t - self._last_up < c.warmup_s + c.probation_s:
                 return self._hold(obs, f"scale-down not within {c.warmup_s + c.probation_s:g} s of a scale-up; "
@@ -189,13 +196,17 @@ class Planner:
                     f"reactive: observed {lam_obs:.1f}/s < predicted {now:.1f}/s; prediction scaled to {scaled:.1f}/s")
         return ahead + backlog, f"predictive: {ahead:.1f}/s ahead ({self.model.percentile:g}th pct of the hour)"
 
-    def _admission(self, obs: Observation, lam_plan: float, mu: float, cap: int, beyond: bool,
-                   inputs: dict) -> Decision | None:
+    def _admission(self, obs: Observation, demand: float, mu: float, cap: int, inputs: dict) -> Decision | None:
         """An "admission" decision when the admission mode (or the admit share, by admission_step)
-        should change, else None; the current plan goes into the inputs either way."""
+        should change, else None; the current plan goes into the inputs either way. demand: the
+        records/s to serve now (observed + backlog), not the prediction ahead."""
         c = self.config
         capacity = mu * cap * c.max_utilization / c.beta
         cur = self.admission
+        lam_plan = demand
+        # beyond the cap: the queueing model finds no count within it, or the headroom rule wants more
+        beyond = (workers_for_sla(demand, mu, c.sla_s, c.q, beta=c.beta, minimum=cap, cap=cap).needed is None
+                  or math.ceil(demand * c.beta / (mu * c.max_utilization)) > cap)
         if beyond and obs.workers >= cap:
             plan = plan_admission(lam_plan, capacity, candidates=c.candidates, degraded_top_k=c.degraded_top_k,
                                   score_share=c.score_share, defer_saves="score")
@@ -216,7 +227,12 @@ class Planner:
                  and abs(plan.admit_share - cur.admit_share) >= c.admission_step)
         if plan.mode == cur.mode and not moved:
             return None
-        self.admission = plan
+        held = obs.t - self._admission_at
+        if _strictness(plan) < _strictness(cur) and held < c.admission_hold_s and obs.workers >= cap:
+            inputs.update({"admission_mode": cur.mode, "admit_share": cur.admit_share, "top_k": cur.top_k,
+                           "admission_wanted": plan.mode})
+            return None  # relaxing waits for the hold; the decision's reason says the plan stays
+        self.admission, self._admission_at = plan, obs.t
         why = f"admission {cur.mode} -> {plan.mode}: {plan.reason}"
         return Decision(obs.t, self.name, "admission", obs.workers, obs.workers, why, self.state, inputs, plan)
 
@@ -226,3 +242,12 @@ class Planner:
 
     def _hold(self, obs: Observation, reason: str, inputs: dict) -> Decision:
         return Decision(obs.t, self.name, "hold", obs.workers, obs.workers, reason, self.state, inputs)
+
+
+def _strictness(plan: AdmissionPlan) -> float:
+    """How much a plan holds back: normal 0, degraded 1, admission 2 + the share of people deferred."""
+    if plan.mode == "normal":
+        return 0.0
+    if plan.mode == "degraded":
+        return 1.0
+    return 2.0 + (1.0 - plan.admit_share)

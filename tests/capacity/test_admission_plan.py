@@ -45,7 +45,9 @@ def test_at_the_cap_the_plan_goes_degraded_then_admission_then_back_to_normal_wi
     assert "degraded -> admission" in d.reason
     d = p.decide(obs(20, 150.0))  # under the capacity, but not under 0.9 of it: the plan stays
     assert d.action == "hold" and d.inputs["admission_mode"] == "admission" and "admission stays admission" in d.reason
-    d = p.decide(obs(25, 100.0))  # clearly under: back to normal, with its reason
+    d = p.decide(obs(25, 100.0))  # clearly under, but only 10 s after the last change: the plan holds
+    assert d.action == "hold" and p.admission.mode == "admission" and "20 s have passed" in d.reason
+    d = p.decide(obs(35, 100.0))  # the hold passed: back to normal, with its reason
     assert d.action == "admission" and d.admission.mode == "normal" and d.admission.top_k is None
     assert "admission -> normal" in d.reason and "within capacity 160.0/s" in d.reason
 
@@ -62,8 +64,34 @@ def test_a_moved_admit_share_is_published_a_small_move_is_not():
     first = p.decide(obs(0, 300.0))
     assert first.admission.mode == "admission"
     assert p.decide(obs(5, 305.0)).action == "hold"  # share moved by < admission_step
-    d = p.decide(obs(10, 250.0))
+    assert p.decide(obs(10, 250.0)).action == "hold"  # a larger share relaxes the plan: after the hold
+    d = p.decide(obs(20, 250.0))
     assert d.action == "admission" and d.admission.admit_share > first.admission.admit_share + 0.1
+
+
+def test_a_plan_tightens_at_once_but_relaxes_only_after_the_hold():
+    """At the edge of the capacity the backlog term made the plan change at every sample (seen in
+    bench/capacity.py: 17 plan changes in 90 s). Tightening must not wait: a flash crowd is now."""
+    p = planner(admission_hold_s=20.0)
+    modes = [p.decide(obs(t, rate)).admission for t, rate in
+             [(0, 200.0), (2, 140.0), (4, 210.0), (6, 120.0), (8, 300.0), (10, 120.0), (12, 100.0)]]
+    changes = [(t, a.mode) for t, a in zip(range(0, 14, 2), modes) if a is not None]
+    assert changes == [(0, "degraded"), (8, "admission")]  # up at once, never down within 20 s
+    assert p.decide(obs(30, 100.0)).admission.mode == "normal"  # 22 s after the last change
+
+
+def test_admission_follows_the_demand_now_not_the_prediction_ahead():
+    """Workers start early for a predicted peak; people are not deferred for one: a plan takes effect
+    in seconds, once the load is there."""
+    from pipelines.capacity.predict import HourlyModel
+
+    p = Planner(PlannerConfig(sla_s=5.0, service_rate=100.0, cap=2, drain_s=30.0, warmup_s=10.0,
+                              score_share=0.5, threshold=10.0),  # the prediction wins over the observation
+                model=HourlyModel(95, {h: 400.0 for h in range(24)}))
+    d = p.decide(obs(0, 120.0))  # 400/s predicted, 120/s arriving: within the 160/s at the cap
+    assert d.admission is None and p.admission.mode == "normal"
+    d = p.decide(obs(5, 120.0, lag=3000.0))  # + a backlog of 3000 / 30 s: 220/s to serve now
+    assert d.admission.mode == "degraded"
 
 
 def test_while_degraded_the_measured_rate_is_taken_back_to_a_normal_records_cost():
