@@ -61,6 +61,12 @@ class PlannerConfig:
     alpha: float = 0.4  # EWMA weight of the newest latency
     hours_per_s: float = 1 / 3600  # the load clock's hours per real second (compressed in a replay)
     rate_alpha: float = 0.3  # EWMA weight of a newly measured service rate
+    #: the service rate is learnt only from samples whose workers were busy at least this share of the
+    #: time: a lightly loaded worker runs micro-batches of a few records, whose per-batch cost (state
+    #: ack, publish) makes records per busy second look low (bench/capacity.py: 80-106/s per worker
+    #: at 2 workers off-peak, against 176-225/s for one saturated worker in the same runs' calibration),
+    #: and a planner that believed it would call the cap too small and defer people it could serve
+    rate_min_busy: float = 0.5
     #: headroom: M/M/c models one record's service, not the micro-batches, the hold for a person's other
     #: devices or the commit interval, so near saturation it is optimistic; never plan above this utilization
     max_utilization: float = 0.8
@@ -118,7 +124,8 @@ class Planner:
             self._prev_lag = None
 
         latency = self._latency.add(obs.latency_s)
-        if obs.true_rate and obs.settled:  # a record's rate at its normal cost, while a plan lightens it
+        busy_enough = obs.busy_fraction is None or obs.busy_fraction >= c.rate_min_busy
+        if obs.true_rate and obs.settled and busy_enough:  # a record's rate at its normal cost, under a plan
             self._mu.add(obs.true_rate * plan_cost(self.admission, candidates=c.candidates,
                                                    score_share=c.score_share, defer_saves="score"))
         mu = self._mu.value

@@ -98,6 +98,18 @@ def test_backlog_adds_to_the_rate_and_true_rate_updates_the_service_rate():
     assert q._mu.value == 50.0
 
 
+def test_the_service_rate_is_learnt_only_from_busy_workers():
+    """Records per busy second of a mostly idle worker (tiny micro-batches) understate what it serves
+    under load; learning from them made the planner defer people two workers could serve."""
+    from dataclasses import replace
+
+    q = planner(rate_alpha=1.0, service_rate=200.0)
+    q.decide(replace(obs(0, rate=20.0, true_rate=90.0), busy_fraction=0.2))
+    assert q._mu.value == 200.0  # idle: the sample does not teach the rate
+    q.decide(replace(obs(5, rate=180.0, true_rate=170.0), busy_fraction=0.9))
+    assert q._mu.value == 170.0  # busy: it does
+
+
 def test_reactive_only_without_a_model():
     p = Planner(PlannerConfig(sla_s=5.0, service_rate=200.0))
     d = p.decide(obs(0, rate=100.0))
