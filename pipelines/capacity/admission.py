@@ -43,9 +43,11 @@ class AdmissionPlan:
         return ranked[:n], ranked[n:]
 
 
-#: The least share admitted when even deferring every score would not reach the demand: someone is
-#: still scored each batch (with the aging priority, the longest waiting first) and the reason says
-#: that the demand is beyond what admission control can absorb.
+#: The least share a plan admits. When the demand would need fewer people admitted (deferring saves
+#: only the scoring, so it cannot absorb much), the plan stays degraded and defers no one: deferring
+#: nine people in ten for a few percent of capacity delays nearly everyone and restores the SLA for
+#: no one (bench/capacity.py, 2026-12-02: the plan went to "admit 10 %" at every edge of the
+#: capacity and those day-hours became SLA violations that two undeferred workers did not have).
 MIN_SHARE = 0.1
 
 
@@ -86,10 +88,11 @@ def plan_admission(demand: float, capacity_at_cap: float, *, candidates: int = 1
         share = (capacity_at_cap / demand - (1 - score_share)) / scoring if scoring > 0 else 0.0
     if defer_saves == "score" and share < MIN_SHARE:
         floor = capacity_at_cap / (1 - score_share) if score_share < 1 else float("inf")
-        return AdmissionPlan("admission", degraded_top_k, MIN_SHARE,
+        return AdmissionPlan("degraded", degraded_top_k, 1.0,
                              f"demand {demand:.1f}/s > {floor:.1f}/s, the most the cap serves even with every "
-                             f"score deferred: admit {MIN_SHARE:.0%} of people (longest waiting and highest "
-                             f"priority first); the backlog grows until demand falls")
+                             f"score deferred: deferring would delay nearly everyone and cannot restore the "
+                             f"SLA, so no one is deferred; score the top {degraded_top_k} candidates only, the "
+                             f"backlog grows until demand falls")
     return AdmissionPlan("admission", degraded_top_k, share,
                          f"demand {demand:.1f}/s > degraded capacity {degraded_capacity:.1f}/s: admit "
                          f"{share:.0%} of people (highest priority first), defer the rest")

@@ -107,8 +107,13 @@ def test_while_degraded_the_measured_rate_is_taken_back_to_a_normal_records_cost
 
 def test_a_demand_beyond_what_deferring_scores_can_absorb_says_so():
     plan = plan_admission(1000.0, 100.0, score_share=0.12, defer_saves="score")
-    assert plan.mode == "admission" and plan.admit_share == MIN_SHARE
+    # deferring would have to leave fewer than MIN_SHARE admitted: it stays degraded, no one deferred
+    assert plan.mode == "degraded" and plan.admit_share == 1.0 and plan.top_k == 3
     assert "even with every score deferred" in plan.reason and f"{100 / 0.88:.1f}/s" in plan.reason
+    assert "no one is deferred" in plan.reason
+    # just inside what deferring can absorb, it defers, and never admits fewer than MIN_SHARE
+    edge = plan_admission(100 / (0.88 + 0.036 * MIN_SHARE) - 0.01, 100.0, score_share=0.12, defer_saves="score")
+    assert edge.mode == "admission" and edge.admit_share >= MIN_SHARE
     # the survey's model (a deferred person costs nothing) is still there, unchanged
     assert plan_admission(300, 100, score_share=0.5).admit_share == pytest.approx(100 / 0.65 / 300)
     with pytest.raises(ValueError):
