@@ -195,13 +195,19 @@ def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_
     prod = threading.Thread(target=produce, daemon=True)
     prod.start()
     end = times[-1] + args.tail_s
-    while time.time() - t0 < end:
-        step_at = time.time()
-        _obs, d, outcome = loop.step()
+
+    def turn(drain: bool):
+        """One control-loop step: its scaling action said, the worker count traced."""
+        at = time.time()
+        obs, d, _outcome = loop.step()
         if d.changes:
-            say(f"{name} t={d.t:6.1f}s h={(d.t / args.hour_s):5.2f} {d.action} {d.workers_from}->{d.workers_to}: "
-                f"{d.reason[:150]}")
+            when = "(drain)" if drain else f"h={(d.t / args.hour_s):5.2f}"
+            say(f"{name} t={d.t:6.1f}s {when} {d.action} {d.workers_from}->{d.workers_to}: {d.reason[:150]}")
         workers_trace.append((time.time() - t0, eff.workers))
+        return obs, d, at
+
+    while time.time() - t0 < end:
+        _obs, d, step_at = turn(drain=False)
         if len(loop.samples) % 10 == 1:
             s0 = loop.samples[-1][0]
             say(f"{name} t={d.t:6.1f}s workers {eff.workers} members {s0.members} {s0.group_state} lag {s0.lag} "
@@ -215,11 +221,7 @@ def replay(name: str, uploads, times: np.ndarray, mu: float, model, args, store_
     wanted = {moment_id(uploads[k][2]) for k in range(len(times)) if uploads[k][2]["event_id"] in sent}
     t_drain = time.monotonic()
     while time.monotonic() - t_drain < args.drain_wait_s:
-        step_at = time.time()
-        obs, d, _outcome = loop.step()
-        if d.changes:
-            say(f"{name} t={d.t:6.1f}s (drain) {d.action} {d.workers_from}->{d.workers_to}: {d.reason[:150]}")
-        workers_trace.append((time.time() - t0, eff.workers))
+        obs, _d, step_at = turn(drain=True)
         if obs.lag == 0 and drained_at is None:
             drained_at = time.time() - t0
         if drained_at is not None and wanted <= {mid for mid, _t, _v in list(col.rows)}:
