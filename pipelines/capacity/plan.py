@@ -210,12 +210,11 @@ class Planner:
         c = self.config
         capacity = mu * cap * c.max_utilization / c.beta
         cur = self.admission
-        lam_plan = demand
         # beyond the cap: the queueing model finds no count within it, or the headroom rule wants more
         beyond = (workers_for_sla(demand, mu, c.sla_s, c.q, beta=c.beta, minimum=cap, cap=cap).needed is None
                   or math.ceil(demand * c.beta / (mu * c.max_utilization)) > cap)
         if beyond and obs.workers >= cap:
-            plan = plan_admission(lam_plan, capacity, candidates=c.candidates, degraded_top_k=c.degraded_top_k,
+            plan = plan_admission(demand, capacity, candidates=c.candidates, degraded_top_k=c.degraded_top_k,
                                   score_share=c.score_share, defer_saves="score")
             plan = AdmissionPlan(plan.mode, plan.top_k, plan.admit_share,
                                  f"{plan.reason} ({obs.workers} workers, the cap)")
@@ -223,10 +222,10 @@ class Planner:
             plan = AdmissionPlan("normal", None, 1.0, f"{obs.workers} of at most {cap} workers: "
                                                      f"capacity is added by scaling, not by admission control")
         else:
-            plan = AdmissionPlan("normal", None, 1.0, f"demand {lam_plan:.1f}/s within capacity {capacity:.1f}/s "
+            plan = AdmissionPlan("normal", None, 1.0, f"demand {demand:.1f}/s within capacity {capacity:.1f}/s "
                                                      f"at the cap")
         if (plan.mode == "normal" and cur.mode != "normal" and obs.workers >= cap
-                and lam_plan > c.admission_exit * capacity):
+                and demand > c.admission_exit * capacity):
             plan = cur  # hysteresis: stay until demand is clearly under the capacity
         inputs.update({"admission_mode": plan.mode, "admit_share": plan.admit_share, "top_k": plan.top_k,
                        "capacity_at_cap": capacity})
