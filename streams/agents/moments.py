@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 import orjson
@@ -184,8 +185,8 @@ def processed_unacked(marks: dict[int, int], pairs: list[tuple[int, int]]) -> di
         committed, acked = consumer._committed_offset, consumer._acked
         for p in {p for p, _ in pairs}:
             tp = TP(RAW, p)
-            pending = [o for q, o in pairs if q == p] + list(acked.get(tp) or ())
-            gap = offset_holes.processed_but_unacked(committed.get(tp), min(pending), marks.get(p))
+            lowest = min(min(o for q, o in pairs if q == p), min(acked.get(tp) or (), default=math.inf))
+            gap = offset_holes.processed_but_unacked(committed.get(tp), lowest, marks.get(p))
             if gap:
                 out[p] = gap
     except Exception as exc:  # noqa: BLE001 - no consumer (tests) or another Faust: commits just lag
